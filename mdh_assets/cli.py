@@ -1,0 +1,258 @@
+"""`mdh`: the seed's modes as subcommands. Batch modes run through Dagster (persistent instance).
+
+A bad argument or input gets one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from collections import Counter
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mdh_lib.config import load_settings
+from mdh_lib.instruments import INSTRUMENT_TYPES, RAW_DATA_TYPES
+
+out = Console()
+err = Console(stderr=True)
+
+
+class UsageError(Exception):
+    """A bad argument: one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _dates(args) -> list[dt.date]:
+    from mdh_assets.runs import date_range
+
+    if args.end_date < args.start_date:
+        raise UsageError(f"--end-date {args.end_date} is before --start-date {args.start_date}")
+    if args.end_date >= dt.datetime.now(dt.timezone.utc).date():
+        raise UsageError(f"--end-date {args.end_date} is not a complete UTC day yet")
+    return date_range(args.start_date, args.end_date)
+
+
+def _filters(args):
+    from mdh_assets.pipeline import Filters
+
+    types = tuple(t.upper() for t in getattr(args, "instrument_types", ()) or ())
+    bad = [t for t in types if t not in INSTRUMENT_TYPES]
+    if bad:
+        raise UsageError(f"unknown instrument type {bad[0]!r} (one of {', '.join(INSTRUMENT_TYPES)})")
+    data_types = tuple(getattr(args, "data_types", ()) or ())
+    bad = [t for t in data_types if t not in RAW_DATA_TYPES]
+    if bad:
+        raise UsageError(f"unknown data type {bad[0]!r} (one of {', '.join(RAW_DATA_TYPES)})")
+    return Filters(
+        venues=tuple(v.lower() for v in args.venues or ()), instrument_types=types,
+        symbols=tuple(s.upper() for s in getattr(args, "symbols", ()) or ()), data_types=data_types,
+    )
+
+
+def _runtime():
+    from mdh_assets.pipeline import Runtime
+
+    return Runtime(load_settings())
+
+
+def _fail_lines(outcomes) -> int:
+    failed = [o for o in outcomes if not o.success]
+    for o in failed:
+        for line in o.errors:
+            err.print(f"[red]failed[/red] {line}", markup=True, highlight=False, soft_wrap=True)
+    return len(failed)
+
+
+def cmd_instruments(args) -> int:
+    from mdh_assets.pipeline import ensure_instruments
+    from mdh_lib.layout import instruments_path
+
+    rt, dates = _runtime(), _dates(args)
+    outcomes = ensure_instruments(rt, dates, force=True)
+    table = Table(title="Instrument definitions")
+    for col in ("date", "instruments", "by type"):
+        table.add_column(col)
+    for date in dates:
+        if rt.storage.exists(instruments_path(date)):
+            defs = rt.storage.read_parquet(instruments_path(date), columns=["instrument_type", "exchange"])
+            keep = [t for t, ex in zip(defs["instrument_type"].to_pylist(), defs["exchange"].to_pylist())
+                    if not args.venues or ex in args.venues]
+            counts = Counter(keep)
+            table.add_row(date.isoformat(), str(len(keep)), ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    out.print(table)
+    return 1 if _fail_lines(outcomes) else 0
+
+
+def _report_rows(rt, dates, filters):
+    from mdh_assets.pipeline import ensure_instruments, expected_for, refresh_reports
+    from mdh_assets.reports.status import REPORTED
+
+    failures = ensure_instruments(rt, dates)
+    report, report_failures = refresh_reports(rt, dates)
+    keep = {(e.date, e.data_type, e.key) for d in dates for e in expected_for(rt, d) if filters.keep(e)}
+    rows = [r for r in (report.to_pylist() if report is not None else [])
+            if r["status"] in REPORTED and (r["date"], r["data_type"], r["instrument_key"]) in keep]
+    return rows, [o for o in failures + report_failures if not o.success]
+
+
+def cmd_missing_tick_reports(args) -> int:
+    rt, dates = _runtime(), _dates(args)
+    rows, failures = _report_rows(rt, dates, _filters(args))
+    if args.format == "json":
+        print(json.dumps([{**r, "date": r["date"].isoformat()} for r in rows], indent=2))
+    else:
+        _print_report(rows, dates)
+    return 1 if _fail_lines(failures) else 0
+
+
+def _print_report(rows, dates) -> None:
+    if not rows:
+        out.print(f"Missing-data report {dates[0]}..{dates[-1]}: nothing missing or failed.")
+        return
+    table = Table(title=f"Missing-data report {dates[0]}..{dates[-1]} ({len(rows)} partitions)")
+    for col in ("date", "instrument_key", "data_type", "status"):
+        table.add_column(col)
+    for r in rows:
+        style = "red" if r["status"] == "failed" else None
+        table.add_row(r["date"].isoformat(), r["instrument_key"], r["data_type"], r["status"], style=style)
+    out.print(table)
+
+
+def _download(rt, dates, filters, force: bool) -> tuple[list, list]:
+    from mdh_assets.pipeline import download_targets, ensure_instruments, refresh_reports, run_groups
+
+    failures = [o for o in ensure_instruments(rt, dates) if not o.success]
+    groups = run_groups(download_targets(rt, dates, filters, force))
+    outcomes = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False) as bar:
+        task = bar.add_task("downloading", total=len(groups))
+        for pk, keys, _ in groups:
+            bar.update(task, description=f"downloading {pk}")
+            outcomes.append(rt.run(keys, pk))
+            bar.advance(task)
+        bar.update(task, description="downloaded")
+    refresh_reports(rt, dates)
+    return outcomes, failures
+
+
+def _download_summary(outcomes, seconds: float) -> None:
+    rows = Counter()
+    files = 0
+    for o in outcomes:
+        for asset, meta in o.metadata.items():
+            files += 1
+            rows[asset] += int(meta.get("dagster/row_count", 0))
+    table = Table(title=f"Download summary ({seconds:.1f} s)")
+    for col in ("dataset", "rows"):
+        table.add_column(col)
+    for asset, n in sorted(rows.items()):
+        table.add_row(asset, f"{n:,}")
+    out.print(table)
+    failed = sum(1 for o in outcomes if not o.success)
+    out.print(f"{files} files written, {failed} partitions failed, {len(outcomes)} runs.")
+
+
+def cmd_download(args) -> int:
+    rt, dates, filters = _runtime(), _dates(args), _filters(args)
+    t0 = time.monotonic()
+    outcomes, failures = _download(rt, dates, filters, args.force)
+    _download_summary(outcomes, time.monotonic() - t0)
+    return 1 if _fail_lines(failures + outcomes) else 0
+
+
+def cmd_sample_server(args) -> int:
+    from mdh_lib.sample_server import serve_forever
+
+    serve_forever(host=args.host, port=args.port, data_dir=args.data_dir, trades_per_day=args.trades_per_day,
+                  latency_ms=args.latency_ms)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from mdh_assets.demo import run_demo
+
+    return run_demo(days=args.days)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mdh", description="Market data handler: Tardis.dev ticks to Parquet through Dagster.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def dated(name: str, help_: str):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--start-date", type=_date, required=True)
+        sp.add_argument("--end-date", type=_date, required=True)
+        sp.add_argument("--venues", type=_csv, default=(), help="Tardis exchange ids, e.g. binance,deribit")
+        return sp
+
+    sp = dated("instruments", "materialize instrument definitions")
+    sp.set_defaults(func=cmd_instruments)
+
+    sp = dated("missing-tick-reports", "raw partitions missing or failed, from Dagster's materialization status")
+    sp.add_argument("--data-types", type=_csv, default=())
+    sp.add_argument("--format", choices=("table", "json"), default="table")
+    sp.set_defaults(func=cmd_missing_tick_reports)
+
+    sp = dated("download", "download what the missing-data report lists (all with --force)")
+    sp.add_argument("--instrument-types", type=_csv, default=())
+    sp.add_argument("--symbols", type=_csv, default=(), help="exchange symbols (BTCUSDT) or instrument keys")
+    sp.add_argument("--data-types", type=_csv, default=())
+    sp.add_argument("--force", action="store_true")
+    sp.set_defaults(func=cmd_download)
+
+    sp = sub.add_parser("sample-server", help="local Tardis-compatible HTTP server")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8765)
+    sp.add_argument("--data-dir", default=None, help="serve real files laid out as Tardis serves them")
+    sp.add_argument("--trades-per-day", type=int, default=20_000)
+    sp.add_argument("--latency-ms", type=int, default=0)
+    sp.set_defaults(func=cmd_sample_server)
+
+    sp = sub.add_parser("demo", help="the whole pipeline on the local sample source")
+    sp.add_argument("--days", type=int, default=2)
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as exc:
+        err.print(f"mdh: error: {exc}", highlight=False, markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("mdh: interrupted", highlight=False)
+        return 130
+    except Exception as exc:  # the last resort: one line, never a traceback (MDH_DEBUG=1 shows it)
+        if os.environ.get("MDH_DEBUG"):
+            raise
+        err.print(f"mdh: error: {type(exc).__name__}: {exc}".splitlines()[0], highlight=False, markup=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

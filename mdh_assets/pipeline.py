@@ -1,0 +1,122 @@
+"""The seed's batch modes as Dagster runs: instruments, missing-data report, download.
+
+Used by the CLI (and the demo); each step materializes assets in the persistent instance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pyarrow as pa
+
+from mdh_assets.definitions import ASSETS
+from mdh_assets.partitions import RAW_PARTITIONS, partition_key
+from mdh_assets.reports.status import REPORTED
+from mdh_assets.resources import build_resources
+from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materialize
+from mdh_lib.config import Settings, bypass_proxy_for_local
+from mdh_lib.definitions import Expected, expected_partitions
+from mdh_lib.instruments import InstrumentKey
+from mdh_lib.layout import instruments_path, missing_report_path
+from mdh_lib.storage import Storage
+
+INSTRUMENTS = dg.AssetKey(["instruments"])
+REPORT = dg.AssetKey(["reports", "missing"])
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Command-line filters; empty means everything in the configured universe."""
+
+    venues: tuple[str, ...] = ()
+    instrument_types: tuple[str, ...] = ()
+    symbols: tuple[str, ...] = ()
+    data_types: tuple[str, ...] = ()
+
+    def keep(self, e: Expected) -> bool:
+        key = InstrumentKey.parse(e.key)
+        return (
+            (not self.venues or e.exchange in self.venues)
+            and (not self.instrument_types or key.type in self.instrument_types)
+            and (not self.data_types or e.data_type in self.data_types)
+            and (not self.symbols or bool({e.key, e.source_symbol, key.symbol, key.base} & set(self.symbols)))
+        )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    instance: dg.DagsterInstance = field(init=False)
+    resources: dict = field(init=False)
+    storage: Storage = field(init=False)
+
+    def __post_init__(self) -> None:
+        bypass_proxy_for_local(self.settings.datasets_endpoint, self.settings.api_endpoint)
+        self.instance = instance_for(self.settings)
+        self.resources = build_resources(self.settings)
+        self.storage = self.resources["storage"].storage
+
+    def run(self, selection: list[dg.AssetKey], partition: str) -> RunOutcome:
+        return materialize(ASSETS, selection, partition, instance=self.instance, resources=self.resources)
+
+
+Progress = Callable[[str], None]
+
+
+def ensure_instruments(rt: Runtime, dates: list[dt.date], force: bool = False, progress: Progress | None = None) -> list[RunOutcome]:
+    """Materialize instrument definitions for the days that lack them (all days with ``force``)."""
+    outcomes = []
+    for date in dates:
+        day = date.isoformat()
+        if force or not is_materialized(rt.instance, INSTRUMENTS, day) or not rt.storage.exists(instruments_path(date)):
+            outcomes.append(rt.run([INSTRUMENTS], day))
+        if progress:
+            progress(day)
+    return outcomes
+
+
+def expected_for(rt: Runtime, date: dt.date) -> list[Expected]:
+    rel = instruments_path(date)
+    return expected_partitions(rt.storage.read_parquet(rel)) if rt.storage.exists(rel) else []
+
+
+def refresh_reports(rt: Runtime, dates: list[dt.date]) -> tuple[pa.Table | None, list[RunOutcome]]:
+    """Materialize each day's missing-data report and return them concatenated."""
+    tables, failures = [], []
+    for date in dates:
+        outcome = rt.run([REPORT], date.isoformat())
+        if outcome.success:
+            tables.append(rt.storage.read_parquet(missing_report_path(date)))
+        else:
+            failures.append(outcome)
+    return (pa.concat_tables(tables) if tables else None), failures
+
+
+def download_targets(rt: Runtime, dates: list[dt.date], filters: Filters, force: bool) -> list[Expected]:
+    """What `mdh download` fetches: the report's missing and failed partitions, or with
+    ``force`` every expected partition."""
+    targets = []
+    for date in dates:
+        expected = [e for e in expected_for(rt, date) if filters.keep(e)]
+        if not force:
+            report, _ = refresh_reports(rt, [date])
+            todo = set()
+            if report is not None:
+                todo = {(r["data_type"], r["instrument_key"]) for r in report.to_pylist() if r["status"] in REPORTED}
+            expected = [e for e in expected if (e.data_type, e.key) in todo]
+        targets.extend(expected)
+    return targets
+
+
+def run_groups(targets: list[Expected]) -> list[tuple[str, list[dg.AssetKey], list[Expected]]]:
+    """Targets grouped into runs: one per (date, key, partitions definition)."""
+    groups: dict[tuple, list[Expected]] = {}
+    for e in targets:
+        groups.setdefault((e.date, e.key, id(RAW_PARTITIONS[e.data_type])), []).append(e)
+    return [
+        (str(partition_key(date, key)), [dg.AssetKey(["raw", e.data_type]) for e in items], items)
+        for (date, key, _), items in groups.items()
+    ]

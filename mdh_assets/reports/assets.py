@@ -1,0 +1,35 @@
+"""The daily missing-data report: every raw partition the day's definitions call for, with
+its materialization status from the Dagster instance."""
+
+
+import datetime as dt
+from collections import Counter
+
+import dagster as dg
+import pyarrow as pa
+
+from mdh_assets.partitions import daily
+from mdh_assets.reports.status import status_table
+from mdh_assets.resources import PARQUET_IO_MANAGER
+from mdh_assets.resources.storage import StorageResource
+from mdh_lib.definitions import expected_partitions
+from mdh_lib.layout import instruments_path
+
+
+@dg.asset(
+    key=["reports", "missing"],
+    partitions_def=daily,
+    deps=["instruments"],
+    io_manager_key=PARQUET_IO_MANAGER,
+    group_name="reports",
+    kinds={"parquet"},
+    description="Raw partitions of the day that are missing or failed (status from the Dagster instance).",
+)
+def missing_report(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Output[pa.Table]:
+    date = dt.date.fromisoformat(context.partition_key)
+    rel = instruments_path(date)
+    if not storage.storage.exists(rel):
+        raise dg.Failure(description=f"missing report {date}: no instrument definitions for {date}; materialize instruments {date} first")
+    table = status_table(context.instance, expected_partitions(storage.storage.read_parquet(rel)))
+    counts = Counter(table["status"].to_pylist())
+    return dg.Output(table, metadata={"dagster/row_count": table.num_rows, **{s: n for s, n in sorted(counts.items())}})

@@ -1,0 +1,39 @@
+"""Partition status of raw data, read from the Dagster instance (not from listing files)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import dagster as dg
+import pyarrow as pa
+
+from mdh_assets.partitions import RAW_PARTITIONS, partition_key
+from mdh_lib.definitions import Expected
+
+REPORT_SCHEMA = pa.schema([
+    ("date", pa.date32()), ("instrument_key", pa.string()), ("data_type", pa.string()), ("status", pa.string()),
+])
+# SPEC section 7: the report lists `missing` (never materialized) and `failed` (the latest
+# attempt failed); the stored report also keeps `materialized` and `in_progress` rows.
+_STATUS = {
+    dg.AssetPartitionStatus.MATERIALIZED: "materialized",
+    dg.AssetPartitionStatus.FAILED: "failed",
+    dg.AssetPartitionStatus.IN_PROGRESS: "in_progress",
+}
+REPORTED = ("missing", "failed")
+
+
+def status_table(instance: dg.DagsterInstance, expected: list[Expected]) -> pa.Table:
+    """One row per expected raw partition with its current status."""
+    by_type: dict[str, list[Expected]] = defaultdict(list)
+    for e in expected:
+        by_type[e.data_type].append(e)
+    rows = []
+    for data_type, items in sorted(by_type.items()):
+        keys = [str(partition_key(e.date, e.key)) for e in items]
+        found = instance.get_status_by_partition(dg.AssetKey(["raw", data_type]), keys, RAW_PARTITIONS[data_type]) or {}
+        for e, pk in zip(items, keys):
+            rows.append({"date": e.date, "instrument_key": e.key, "data_type": data_type,
+                         "status": _STATUS.get(found.get(pk), "missing")})
+    rows.sort(key=lambda r: (r["date"], r["instrument_key"], r["data_type"]))
+    return pa.Table.from_pylist(rows, schema=REPORT_SCHEMA)

@@ -1,0 +1,76 @@
+"""Running assets through Dagster against the persistent instance, so the UI and the
+missing-data report see every CLI run. One in-process run per partition (assets of one
+partitions definition share a run)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from mdh_lib.config import Settings
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def instance_for(settings: Settings) -> dg.DagsterInstance:
+    """The persistent instance under DAGSTER_HOME (default ./.mdh/dagster)."""
+    home = Path(settings.dagster_home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+@dataclass
+class RunOutcome:
+    partition: str
+    assets: list[str]
+    success: bool
+    errors: list[str] = field(default_factory=list)
+    metadata: dict[str, dict] = field(default_factory=dict)
+
+
+def _failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
+    lines = []
+    for event in result.all_events:
+        if event.event_type != dg.DagsterEventType.STEP_FAILURE:
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            lines.append(data.user_failure_data.description)
+        else:
+            err = data.error
+            while err is not None and err.cause is not None and err.cls_name.startswith("Dagster"):
+                err = err.cause
+            message = (err.message if err else "unknown error").strip().splitlines()[0]
+            lines.append(f"{event.step_key}: {message}")
+    return lines or ["run failed"]
+
+
+def materialize(
+    defs_assets: list, selection: list[dg.AssetKey], partition_key: str, *, instance: dg.DagsterInstance,
+    resources: dict,
+) -> RunOutcome:
+    result = dg.materialize(
+        defs_assets, selection=selection, partition_key=partition_key, instance=instance, resources=resources,
+        raise_on_error=False, run_config=QUIET, tags={"mdh/source": "cli"},
+    )
+    names = ["/".join(k.path) for k in selection]
+    if not result.success:
+        return RunOutcome(str(partition_key), names, False, _failure_lines(result))
+    metadata = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        metadata["/".join(mat.asset_key.path)] = {k: v.value for k, v in mat.metadata.items()}
+    return RunOutcome(str(partition_key), names, True, [], metadata)
+
+
+def is_materialized(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str) -> bool:
+    return partition_key in instance.get_materialized_partitions(asset_key)
+
+
+def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]

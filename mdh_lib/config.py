@@ -1,0 +1,162 @@
+"""Settings and the configured universe, read once from the environment and `mdh.toml`.
+
+Precedence: command-line flags > environment variables > the config file > defaults.
+The config file is `$MDH_CONFIG` if set, else `./mdh.toml` when it exists. Its
+`[settings]` table takes the same names as the environment variables (`MDH_DATA_ROOT = ...`)
+and its `[universe]` table describes what the pipeline covers (see `Universe`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+DEFAULT_DATA_ROOT = "./.mdh/data"
+DEFAULT_WAREHOUSE = "duckdb:///./.mdh/warehouse.duckdb"
+DEFAULT_DAGSTER_HOME = "./.mdh/dagster"
+DEFAULT_DATASETS_ENDPOINT = "https://datasets.tardis.dev/v1"
+DEFAULT_API_ENDPOINT = "https://api.tardis.dev/v1"
+
+SETTING_NAMES = (
+    "MDH_DATA_ROOT",
+    "MDH_WAREHOUSE",
+    "TARDIS_API_KEY",
+    "TARDIS_DATASETS_ENDPOINT",
+    "TARDIS_API_ENDPOINT",
+    "GCP_PROJECT_ID",
+    "GCS_BUCKET",
+    "STORAGE_EMULATOR_HOST",
+    "BIGQUERY_EMULATOR_HOST",
+    "DAGSTER_HOME",
+)
+
+
+class Secret(str):
+    """A string that never shows its value in repr() or logs (the Tardis API key)."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+
+@dataclass(frozen=True)
+class VenueUniverse:
+    """One Tardis exchange of the universe: its exchange symbols and option underlyings."""
+
+    exchange: str
+    symbols: tuple[str, ...] = ()
+    instrument_types: tuple[str, ...] = ()  # empty = every type the symbols resolve to
+    option_underlyings: tuple[str, ...] = ()
+
+
+DEFAULT_VENUES = (
+    VenueUniverse("binance", ("BTCUSDT", "ETHUSDT")),
+    VenueUniverse("binance-futures", ("BTCUSDT", "ETHUSDT")),
+    VenueUniverse("deribit", ("BTC-PERPETUAL",), option_underlyings=("BTC",)),
+)
+
+
+@dataclass(frozen=True)
+class Universe:
+    """What the pipeline covers: the first partition date and the venues' symbols.
+
+    ``[universe]`` in mdh.toml::
+
+        start_date = "2024-01-01"
+        [[universe.venues]]
+        exchange = "binance"
+        symbols = ["BTCUSDT", "ETHUSDT"]
+        [[universe.venues]]
+        exchange = "deribit"
+        symbols = ["BTC-PERPETUAL"]
+        option_underlyings = ["BTC"]
+    """
+
+    start_date: dt.date = dt.date(2024, 1, 1)
+    venues: tuple[VenueUniverse, ...] = DEFAULT_VENUES
+
+    def venue(self, exchange: str) -> VenueUniverse | None:
+        return next((v for v in self.venues if v.exchange == exchange), None)
+
+    @property
+    def exchanges(self) -> tuple[str, ...]:
+        return tuple(v.exchange for v in self.venues)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_root: str = DEFAULT_DATA_ROOT
+    warehouse: str = DEFAULT_WAREHOUSE
+    tardis_api_key: Secret = field(default=Secret(""), repr=False)
+    datasets_endpoint: str = DEFAULT_DATASETS_ENDPOINT
+    api_endpoint: str = DEFAULT_API_ENDPOINT
+    gcp_project_id: str = ""
+    storage_emulator_host: str = ""
+    bigquery_emulator_host: str = ""
+    dagster_home: str = DEFAULT_DAGSTER_HOME
+    universe: Universe = field(default_factory=Universe)
+
+
+def _config_file(env: dict[str, str]) -> dict:
+    path = env.get("MDH_CONFIG") or ("mdh.toml" if Path("mdh.toml").exists() else "")
+    if not path:
+        return {}
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def _universe(raw: dict) -> Universe:
+    if not raw:
+        return Universe()
+    venues = tuple(
+        VenueUniverse(
+            exchange=v["exchange"],
+            symbols=tuple(v.get("symbols", ())),
+            instrument_types=tuple(t.upper() for t in v.get("instrument_types", ())),
+            option_underlyings=tuple(u.upper() for u in v.get("option_underlyings", ())),
+        )
+        for v in raw.get("venues", ())
+    )
+    start = raw.get("start_date", Universe.start_date)
+    if isinstance(start, str):
+        start = dt.date.fromisoformat(start)
+    return Universe(start_date=start, venues=venues or DEFAULT_VENUES)
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides) -> Settings:
+    """Build the settings; ``overrides`` (from command-line flags) win over everything."""
+    env = dict(os.environ if env is None else env)
+    raw = _config_file(env)
+    merged = {k: str(v) for k, v in raw.get("settings", {}).items() if k in SETTING_NAMES}
+    merged.update({k: v for k, v in env.items() if k in SETTING_NAMES and v != ""})
+
+    data_root = merged.get("MDH_DATA_ROOT") or (
+        f"gs://{merged['GCS_BUCKET']}" if merged.get("GCS_BUCKET") else DEFAULT_DATA_ROOT
+    )
+    values = dict(
+        data_root=data_root,
+        warehouse=merged.get("MDH_WAREHOUSE", DEFAULT_WAREHOUSE),
+        tardis_api_key=Secret(merged.get("TARDIS_API_KEY", "")),
+        datasets_endpoint=merged.get("TARDIS_DATASETS_ENDPOINT", DEFAULT_DATASETS_ENDPOINT).rstrip("/"),
+        api_endpoint=merged.get("TARDIS_API_ENDPOINT", DEFAULT_API_ENDPOINT).rstrip("/"),
+        gcp_project_id=merged.get("GCP_PROJECT_ID", ""),
+        storage_emulator_host=merged.get("STORAGE_EMULATOR_HOST", ""),
+        bigquery_emulator_host=merged.get("BIGQUERY_EMULATOR_HOST", ""),
+        dagster_home=merged.get("DAGSTER_HOME", DEFAULT_DAGSTER_HOME),
+        universe=_universe(raw.get("universe", {})),
+    )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)
+
+
+def bypass_proxy_for_local(*urls: str) -> None:
+    """tardis-dev honours proxy variables; a local server must never go through a proxy."""
+    hosts = {urlparse(u).hostname for u in urls} & {"127.0.0.1", "localhost", "::1"}
+    if not hosts:
+        return
+    current = [h for h in os.environ.get("NO_PROXY", "").split(",") if h]
+    wanted = current + [h for h in ("127.0.0.1", "localhost") if h not in current]
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(wanted)

@@ -1,0 +1,98 @@
+"""The daily instrument-definitions table: the configured universe resolved against Tardis metadata.
+
+For each configured venue: the listed exchange symbols (all symbols when the list is empty),
+narrowed to the configured instrument types, plus every option on the configured
+underlyings, keeping only instruments whose availability window covers the day. Each row
+says which raw data types exist for it (SPEC section 4, narrowed to what Tardis lists for the
+symbol). The options chain is one grouped file per venue (``OPTIONS``), filtered per underlying.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from mdh_lib.config import Universe
+from mdh_lib.instruments import (
+    DATA_TYPES_BY_TYPE, DEFINITION_COLUMNS, OPTIONS_DATA_TYPE, OPTIONS_GROUP_SYMBOL, InstrumentError, InstrumentKey,
+    available_on, definition_row,
+)
+
+DEFINITIONS_SCHEMA = pa.schema([
+    ("date", pa.date32()), ("instrument_key", pa.string()), ("venue", pa.string()), ("instrument_type", pa.string()),
+    ("symbol", pa.string()), ("exchange", pa.string()), ("exchange_symbol", pa.string()), ("dataset_symbol", pa.string()),
+    ("base", pa.string()), ("quote", pa.string()), ("settlement", pa.string()), ("tick_size", pa.float64()),
+    ("amount_increment", pa.float64()), ("min_trade_amount", pa.float64()), ("contract_multiplier", pa.float64()),
+    ("inverse", pa.bool_()), ("expiry", pa.timestamp("us", tz="UTC")), ("strike", pa.float64()),
+    ("option_type", pa.string()), ("underlying", pa.string()), ("underlying_index", pa.string()),
+    ("maker_fee", pa.float64()), ("taker_fee", pa.float64()),
+    ("available_since", pa.timestamp("us", tz="UTC")), ("available_to", pa.timestamp("us", tz="UTC")),
+    ("data_types", pa.list_(pa.string())),
+])
+assert tuple(DEFINITIONS_SCHEMA.names) == DEFINITION_COLUMNS
+
+
+def _dataset_types(details: dict) -> dict[str, tuple[str, ...]]:
+    return {s["id"]: tuple(s.get("dataTypes", ())) for s in details.get("datasets", {}).get("symbols", [])}
+
+
+def build_definitions(
+    date: dt.date, universe: Universe, details: dict[str, dict], records: dict[str, list[dict]]
+) -> pa.Table:
+    """``details``/``records``: per exchange, ``/v1/exchanges`` and ``/v1/instruments`` answers."""
+    rows = []
+    for venue in universe.venues:
+        listed = _dataset_types(details.get(venue.exchange, {}))
+        wanted = {s.upper() for s in venue.symbols}
+        for rec in records.get(venue.exchange, []):
+            is_option = rec.get("type") == "option"
+            if is_option:
+                if rec.get("baseCurrency", "").upper() not in venue.option_underlyings:
+                    continue
+            elif wanted and rec["id"].upper() not in wanted:
+                continue
+            try:
+                row = definition_row(rec, date, listed.get(rec.get("datasetId") or rec["id"]))
+            except InstrumentError:
+                continue  # combos and other types outside SPEC section 4
+            if venue.instrument_types and row["instrument_type"] not in venue.instrument_types and not is_option:
+                continue
+            if available_on(row["available_since"], row["available_to"], date):
+                rows.append(row)
+    rows.sort(key=lambda r: r["instrument_key"])
+    return pa.Table.from_pylist(rows, schema=DEFINITIONS_SCHEMA)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One raw partition that should exist: (date, data type, instrument or underlying key)."""
+
+    date: dt.date
+    data_type: str
+    key: str
+    exchange: str
+    source_symbol: str  # the symbol of the Tardis file to download
+
+
+def expected_partitions(definitions: pa.Table) -> list[Expected]:
+    """Every raw partition that the day's definitions call for; options chains are one per
+    underlying (filtered from the venue's grouped ``OPTIONS`` file)."""
+    out: list[Expected] = []
+    underlyings: dict[str, str] = {}
+    for row in definitions.to_pylist():
+        if row["instrument_type"] == "OPTION":
+            underlyings[row["underlying"]] = row["exchange"]
+            continue
+        for data_type in row["data_types"]:
+            out.append(Expected(row["date"], data_type, row["instrument_key"], row["exchange"], row["dataset_symbol"]))
+    if definitions.num_rows:
+        date = definitions["date"][0].as_py()
+        for key, exchange in sorted(underlyings.items()):
+            out.append(Expected(date, OPTIONS_DATA_TYPE, key, exchange, OPTIONS_GROUP_SYMBOL))
+    return out
+
+
+def applicable_data_types(key: InstrumentKey) -> tuple[str, ...]:
+    return (OPTIONS_DATA_TYPE,) if key.type == "OPTION" else DATA_TYPES_BY_TYPE[key.type]

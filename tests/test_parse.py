@@ -1,0 +1,70 @@
+"""Tardis CSV parsing: the real file value for value, and every kind of bad file."""
+
+import datetime as dt
+import gzip
+import shutil
+
+import pyarrow.csv as pacsv
+import pytest
+
+from conftest import real_file
+from mdh_lib.tardis.parse import RawFileError, read_raw_csv
+
+TRADES = "binance-futures_trades_2020-02-22_BTCUSDT.csv"
+
+
+@pytest.fixture()
+def trades_gz(tmp_path):
+    dest = tmp_path / "BTCUSDT.csv.gz"
+    with open(real_file(TRADES), "rb") as fin, gzip.open(dest, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    return dest
+
+
+def test_real_trades_value_for_value(trades_gz):
+    table = read_raw_csv(str(trades_gz), "trades", dt.date(2020, 2, 22))
+    raw = pacsv.read_csv(real_file(TRADES), convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    assert table.num_rows == raw.num_rows == 9_999
+    got = sorted(zip(*(table[c].to_pylist() for c in ("local_timestamp", "timestamp", "price", "amount", "side"))))
+    want = sorted(zip(*(raw[c].to_pylist() for c in ("local_timestamp", "timestamp", "price", "amount", "side"))))
+    assert got == want
+    ts = table["timestamp"].to_pylist()
+    assert ts == sorted(ts)
+
+
+def test_empty_gzip_is_a_day_without_data(tmp_path):
+    path = tmp_path / "empty.csv.gz"
+    path.write_bytes(gzip.compress(b""))
+    assert read_raw_csv(str(path), "trades").num_rows == 0
+
+
+@pytest.mark.parametrize(
+    "mangle, message",
+    [
+        (lambda b: b[: len(b) // 2], "corrupt or truncated"),
+        (lambda b: b[:200] + bytes(x ^ 0xFF for x in b[200:400]) + b[400:], "corrupt or truncated"),
+        (lambda b: b"not gzip at all", "corrupt or truncated: not a readable gzip"),
+    ],
+)
+def test_broken_gzip(trades_gz, mangle, message):
+    trades_gz.write_bytes(mangle(trades_gz.read_bytes()))
+    with pytest.raises(RawFileError, match=message) as exc:
+        read_raw_csv(str(trades_gz), "trades")
+    assert "BTCUSDT.csv.gz" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_wrong_header_and_bad_value(tmp_path):
+    bad_header = tmp_path / "h.csv.gz"
+    bad_header.write_bytes(gzip.compress(b"exchange,symbol,timestamp,local_timestamp,id,side,px,amount\n"))
+    with pytest.raises(RawFileError, match="wrong header for trades .*missing price.*unexpected px"):
+        read_raw_csv(str(bad_header), "trades")
+    bad_value = tmp_path / "v.csv.gz"
+    bad_value.write_bytes(gzip.compress(
+        b"exchange,symbol,timestamp,local_timestamp,id,side,price,amount\nbinance,BTCUSDT,1,2,7,buy,abc,1\n"))
+    with pytest.raises(RawFileError, match="bad value"):
+        read_raw_csv(str(bad_value), "trades")
+    bad_side = tmp_path / "s.csv.gz"
+    bad_side.write_bytes(gzip.compress(
+        b"exchange,symbol,timestamp,local_timestamp,id,side,price,amount\nbinance,BTCUSDT,1,2,7,up,5,1\n"))
+    with pytest.raises(RawFileError, match="side"):
+        read_raw_csv(str(bad_side), "trades")
