@@ -21,7 +21,7 @@ from mdh_lib.config import load_settings
 from mdh_lib.instruments import INSTRUMENT_TYPES, RAW_DATA_TYPES
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class UsageError(Exception):
@@ -105,16 +105,29 @@ def cmd_instruments(args) -> int:
     return 1 if _fail_lines(outcomes) else 0
 
 
+def _checked(rt, dates, filters):
+    """Definitions for every day, and the expected partitions; an unknown venue or symbol
+    is a usage error."""
+    from mdh_assets.pipeline import ensure_instruments, expected_for
+
+    failures = [o for o in ensure_instruments(rt, dates) if not o.success]
+    expected = [e for d in dates for e in expected_for(rt, d)]
+    problem = filters.unmatched(rt.settings.universe.exchanges, expected)
+    if problem and not failures:
+        raise UsageError(problem)
+    return expected, failures
+
+
 def _report_rows(rt, dates, filters):
-    from mdh_assets.pipeline import ensure_instruments, expected_for, refresh_reports
+    from mdh_assets.pipeline import refresh_reports
     from mdh_assets.reports.status import REPORTED
 
-    failures = ensure_instruments(rt, dates)
+    expected, failures = _checked(rt, dates, filters)
     report, report_failures = refresh_reports(rt, dates)
-    keep = {(e.date, e.data_type, e.key) for d in dates for e in expected_for(rt, d) if filters.keep(e)}
+    keep = {(e.date, e.data_type, e.key) for e in expected if filters.keep(e)}
     rows = [r for r in (report.to_pylist() if report is not None else [])
             if r["status"] in REPORTED and (r["date"], r["data_type"], r["instrument_key"]) in keep]
-    return rows, [o for o in failures + report_failures if not o.success]
+    return rows, failures + report_failures
 
 
 def cmd_missing_tick_reports(args) -> int:
@@ -141,10 +154,10 @@ def _print_report(rows, dates) -> None:
 
 
 def _download(rt, dates, filters, force: bool) -> tuple[list, list]:
-    from mdh_assets.pipeline import download_targets, ensure_instruments, refresh_reports, run_groups
+    from mdh_assets.pipeline import download_targets, refresh_reports, run_groups
 
-    failures = [o for o in ensure_instruments(rt, dates) if not o.success]
-    groups = run_groups(download_targets(rt, dates, filters, force))
+    expected, failures = _checked(rt, dates, filters)
+    groups = run_groups(download_targets(rt, dates, expected, filters, force))
     outcomes = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as bar:

@@ -37,13 +37,29 @@ class Filters:
     data_types: tuple[str, ...] = ()
 
     def keep(self, e: Expected) -> bool:
-        key = InstrumentKey.parse(e.key)
         return (
             (not self.venues or e.exchange in self.venues)
-            and (not self.instrument_types or key.type in self.instrument_types)
+            and (not self.instrument_types or InstrumentKey.parse(e.key).type in self.instrument_types)
             and (not self.data_types or e.data_type in self.data_types)
-            and (not self.symbols or bool({e.key, e.source_symbol, key.symbol, key.base} & set(self.symbols)))
+            and (not self.symbols or bool(_names(e) & set(self.symbols)))
         )
+
+    def unmatched(self, universe_exchanges: tuple[str, ...], expected: list[Expected]) -> str | None:
+        """Why a venue or symbol filter can match nothing (an unknown name), else None."""
+        unknown = [v for v in self.venues if v not in universe_exchanges]
+        if unknown:
+            return f"venue {unknown[0]!r} is not in the configured universe ({', '.join(universe_exchanges)})"
+        known = set().union(*(_names(e) for e in expected)) if expected else set()
+        unknown = [s for s in self.symbols if s not in known]
+        if unknown:
+            return f"no instrument of the universe matches symbol {unknown[0]!r} on these days"
+        return None
+
+
+def _names(e: Expected) -> set[str]:
+    """What --symbols may call an expected partition: key, exchange symbol, key symbol, base."""
+    key = InstrumentKey.parse(e.key)
+    return {e.key, e.source_symbol.upper(), key.symbol, key.base}
 
 
 @dataclass
@@ -95,20 +111,17 @@ def refresh_reports(rt: Runtime, dates: list[dt.date]) -> tuple[pa.Table | None,
     return (pa.concat_tables(tables) if tables else None), failures
 
 
-def download_targets(rt: Runtime, dates: list[dt.date], filters: Filters, force: bool) -> list[Expected]:
+def download_targets(rt: Runtime, dates: list[dt.date], expected: list[Expected], filters: Filters,
+                     force: bool) -> list[Expected]:
     """What `mdh download` fetches: the report's missing and failed partitions, or with
     ``force`` every expected partition."""
-    targets = []
-    for date in dates:
-        expected = [e for e in expected_for(rt, date) if filters.keep(e)]
-        if not force:
-            report, _ = refresh_reports(rt, [date])
-            todo = set()
-            if report is not None:
-                todo = {(r["data_type"], r["instrument_key"]) for r in report.to_pylist() if r["status"] in REPORTED}
-            expected = [e for e in expected if (e.data_type, e.key) in todo]
-        targets.extend(expected)
-    return targets
+    wanted = [e for e in expected if filters.keep(e)]
+    if force:
+        return wanted
+    report, _ = refresh_reports(rt, dates)
+    rows = report.to_pylist() if report is not None else []
+    todo = {(r["date"], r["data_type"], r["instrument_key"]) for r in rows if r["status"] in REPORTED}
+    return [e for e in wanted if (e.date, e.data_type, e.key) in todo]
 
 
 def run_groups(targets: list[Expected]) -> list[tuple[str, list[dg.AssetKey], list[Expected]]]:

@@ -13,13 +13,18 @@ import dagster as dg
 
 from mdh_lib.config import Settings
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# The CLI prints one line per failure itself; Dagster's console logs (with tracebacks) stay
+# in the instance's event log, where the UI shows them.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
     """The persistent instance under DAGSTER_HOME (default ./.mdh/dagster)."""
     home = Path(settings.dagster_home).resolve()
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 

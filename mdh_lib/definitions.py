@@ -46,6 +46,9 @@ def build_definitions(
     for venue in universe.venues:
         listed = _dataset_types(details.get(venue.exchange, {}))
         wanted = {s.upper() for s in venue.symbols}
+        unknown = wanted - {r["id"].upper() for r in records.get(venue.exchange, [])}
+        if unknown:
+            raise InstrumentError(f"{venue.exchange}: Tardis lists no symbol {', '.join(sorted(unknown))}")
         for rec in records.get(venue.exchange, []):
             is_option = rec.get("type") == "option"
             if is_option:

@@ -12,6 +12,7 @@ from mdh_assets.resources import PARQUET_IO_MANAGER
 from mdh_assets.resources.tardis import TardisResource
 from mdh_lib.config import load_settings
 from mdh_lib.definitions import build_definitions, expected_partitions
+from mdh_lib.instruments import InstrumentError
 from mdh_lib.tardis.client import TardisError
 
 
@@ -31,7 +32,10 @@ def instruments(context: dg.AssetExecutionContext, tardis: TardisResource) -> dg
         records = {ex: tardis.instrument_records(ex) for ex in universe.exchanges}
     except TardisError as exc:
         raise dg.Failure(description=f"instruments {date}: {exc}") from None
-    table = build_definitions(date, universe, details, records)
+    try:
+        table = build_definitions(date, universe, details, records)
+    except InstrumentError as exc:
+        raise dg.Failure(description=f"instruments {date}: {exc} (check the universe in mdh.toml)") from None
     register_partitions(context.instance, {e.key for e in expected_partitions(table)})
     by_type = Counter(table["instrument_type"].to_pylist())
     return dg.Output(
