@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pyarrow.csv as pacsv
 import pytest
 
@@ -169,3 +170,53 @@ def test_bad_arguments_get_one_line(mdh_env):
                  ["missing-tick-reports", *DAY, "--format", "xml"]):
         run = mdh(*args)
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_partition_outside_definitions_fails_without_download(mdh_env, server):
+    from mdh_assets.partitions import register_partitions
+    from mdh_assets.pipeline import Runtime
+    from mdh_lib.config import load_settings
+
+    assert main(["instruments", *DAY]) == 0
+    rt = Runtime(load_settings())
+    expired = "DERIBIT:FUTURE:BTC-USD-231229"  # expired before the day
+    register_partitions(rt.instance, {expired})
+    server.clear_requests()
+    outcome = rt.run([dg.AssetKey(["raw", "trades"])], f"2024-01-01|{expired}")
+    assert not outcome.success
+    assert outcome.errors == [f"trades 2024-01-01 {expired}: not available that day (no such data type for it, "
+                              "outside its availability window, or not in the configured universe); nothing downloaded"]
+    assert not [p for _, p, _ in server.requests if p.endswith(".csv.gz")]
+
+
+def test_unknown_symbol_or_venue_is_one_clear_line(mdh_env):
+    run = mdh("download", *DAY, "--symbols", "DOGEPEPE")
+    assert run.returncode == 2 and run.stderr.strip() == "mdh: error: no instrument of the universe matches symbol 'DOGEPEPE' on these days"
+    run = mdh("missing-tick-reports", *DAY, "--venues", "kraken")
+    assert run.returncode == 2 and "venue 'kraken' is not in the configured universe" in run.stderr
+
+
+def test_api_key_never_leaks(tmp_path, monkeypatch, capsys):
+    from mdh_assets.pipeline import Runtime
+    from mdh_lib.config import load_settings
+    from mdh_lib.sample_server import SampleServer
+
+    secret = "sk-test-0123456789abcdef"
+    with SampleServer(api_key=secret, trades_per_day=2_000) as srv:
+        for k, v in {"MDH_DATA_ROOT": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "dagster"),
+                     "TARDIS_DATASETS_ENDPOINT": srv.endpoint, "TARDIS_API_ENDPOINT": srv.endpoint,
+                     "TARDIS_API_KEY": secret, "MDH_CONFIG": str(tmp_path / "none.toml")}.items():
+            monkeypatch.setenv(k, v)
+        (tmp_path / "none.toml").write_text('[[universe.venues]]\nexchange = "binance"\nsymbols = ["BTCUSDT"]\n')
+        monkeypatch.chdir(tmp_path)
+        assert main(["download", *DAY, "--data-types", "trades"]) == 0
+        srv.inject("status", match="binance/book_snapshot_5", status=401)
+        assert main(["download", *DAY]) == 1
+        monkeypatch.setenv("TARDIS_API_KEY", "")
+        assert main(["download", "--start-date", "2024-01-02", "--end-date", "2024-01-02", "--data-types", "trades"]) == 1
+    captured = capsys.readouterr()
+    assert "API key was refused" in captured.err and "no TARDIS_API_KEY is set" in captured.err
+    assert secret not in captured.out + captured.err
+    rt = Runtime(load_settings())
+    events = [e for run in rt.instance.get_runs() for e in rt.instance.all_logs(run.run_id)]
+    assert len(events) > 50 and all(secret not in str(e) for e in events)  # metadata, errors, config

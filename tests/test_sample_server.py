@@ -104,10 +104,11 @@ def test_sizes_follow_trades_per_day():
 def test_deterministic_and_served_bytes_equal_generator(server, tmp_path):
     fetch(server, tmp_path, "binance", ["trades"], ["ETHUSDT"])
     served = path_of(tmp_path, "binance", "trades", "ETHUSDT").read_bytes()
-    assert served == day_csv_gz("binance", "trades", DAY, "ETHUSDT", server._source.trades_per_day)
+    assert served == day_csv_gz("binance", "trades", DAY, "ETHUSDT", server.trades_per_day)
     assert day_csv_gz("deribit", "options_chain", DAY, "OPTIONS", 2_000) == \
         day_csv_gz("deribit", "options_chain", dt.date(2024, 3, 1), "OPTIONS", 2_000)
-    assert day_csv_gz("binance", "trades", NEXT, "ETHUSDT", 2_000) != day_csv_gz("binance", "trades", DAY, "ETHUSDT", 2_000)
+    assert day_csv_gz("binance", "trades", NEXT, "ETHUSDT", 2_000) != \
+        day_csv_gz("binance", "trades", DAY, "ETHUSDT", 2_000)
 
 
 def test_multi_chunk_output_is_one_valid_gzip(tmp_path, monkeypatch):
@@ -141,7 +142,8 @@ def test_trades_and_quotes_agree_with_the_book():
 def test_derivative_ticker_and_liquidations_look_real():
     ticker = frame(day_csv_gz("binance-futures", "derivative_ticker", DAY, "BTCUSDT", 4_000))
     assert ticker.notna().all().all()
-    assert (ticker.funding_timestamp % (8 * 3_600_000_000) == 0).all() and (ticker.funding_timestamp > ticker.timestamp).all()
+    assert (ticker.funding_timestamp % (8 * 3_600_000_000) == 0).all()
+    assert (ticker.funding_timestamp > ticker.timestamp).all()
     assert ticker.funding_rate.abs().max() < 0.003
     assert ((ticker.mark_price / ticker.index_price - 1).abs() < 0.01).all()
     deribit = frame(day_csv_gz("deribit", "derivative_ticker", DAY, "BTC-PERPETUAL", 4_000))
@@ -298,7 +300,7 @@ def test_latency_fault_and_global_latency(server, tmp_path):
 
 def test_body_faults(server, tmp_path):
     args = ("binance-futures", ["trades"], ["BTCUSDT"])
-    good = day_csv_gz("binance-futures", "trades", DAY, "BTCUSDT", server._source.trades_per_day)
+    good = day_csv_gz("binance-futures", "trades", DAY, "BTCUSDT", server.trades_per_day)
     target = path_of(tmp_path, "binance-futures", "trades", "BTCUSDT")
 
     def served(kind, **params) -> bytes:
@@ -322,6 +324,9 @@ def test_body_faults(server, tmp_path):
     assert list(renamed.columns)[-1] == "qty"
     bad = frame(served("bad_value"))
     assert bad.price.dtype == object and (bad.price == "abc").sum() == 1
+    target.unlink()
+    fetch(server, tmp_path, *args)  # every rule was for one request only
+    assert target.read_bytes() == good
 
 
 def test_admin_endpoint(server, tmp_path):

@@ -144,13 +144,17 @@ class _Directory:
                                venue.get("availableChannels", []), listed or [], datasets, until)
         return json.dumps(body).encode()
 
+    def _file(self, exchange: str, data_type: str, day: dt.date, symbol: str) -> Path | None:
+        return self._path(exchange, data_type, f"{day:%Y}", f"{day:%m}", f"{day:%d}", f"{symbol}.csv.gz")
+
     def check(self, exchange: str, data_type: str, day: dt.date, symbol: str) -> tuple[int, str] | None:
-        path = self._path(exchange, data_type, f"{day:%Y}", f"{day:%m}", f"{day:%d}", f"{symbol}.csv.gz")
-        return None if path is not None and path.is_file() else (404, f"no {data_type} file for {exchange} "
-                                                                      f"{symbol} on {day}")
+        path = self._file(exchange, data_type, day, symbol)
+        if path is None or not path.is_file():
+            return 404, f"no {data_type} file for {exchange} {symbol} on {day}"
+        return None
 
     def load(self, exchange: str, data_type: str, day: dt.date, symbol: str) -> bytes:
-        return self._path(exchange, data_type, f"{day:%Y}", f"{day:%m}", f"{day:%d}", f"{symbol}.csv.gz").read_bytes()
+        return self._file(exchange, data_type, day, symbol).read_bytes()
 
 
 class SampleServer:
@@ -166,6 +170,7 @@ class SampleServer:
                  latency_ms: float = 0) -> None:
         self.host, self.port = host, port
         self.latency_ms = latency_ms
+        self._trades_per_day = trades_per_day
         self._api_key = api_key
         self._source = _Directory(data_dir) if data_dir else _Synthetic(trades_per_day)
         self._faults = Faults()
@@ -197,6 +202,11 @@ class SampleServer:
             self._log.clear()
 
     # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def trades_per_day(self) -> int:
+        """Size of a synthetic day: trades of a BTC instrument (other data types scale with it)."""
+        return self._trades_per_day
 
     @property
     def url(self) -> str:
