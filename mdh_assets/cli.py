@@ -153,47 +153,79 @@ def _print_report(rows, dates) -> None:
     out.print(table)
 
 
+def _run_all(rt, groups, verb: str) -> list:
+    """One Dagster run per (partition, assets) group, with a progress bar."""
+    outcomes = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False) as bar:
+        task = bar.add_task(verb, total=len(groups))
+        for pk, keys in groups:
+            bar.update(task, description=f"{verb} {pk}")
+            outcomes.append(rt.run(keys, pk))
+            bar.advance(task)
+        bar.update(task, description=f"{verb}: done")
+    return outcomes
+
+
 def _download(rt, dates, filters, force: bool) -> tuple[list, list]:
     from mdh_assets.pipeline import download_targets, refresh_reports, run_groups
 
     expected, failures = _checked(rt, dates, filters)
-    groups = run_groups(download_targets(rt, dates, expected, filters, force))
-    outcomes = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=False) as bar:
-        task = bar.add_task("downloading", total=len(groups))
-        for pk, keys, _ in groups:
-            bar.update(task, description=f"downloading {pk}")
-            outcomes.append(rt.run(keys, pk))
-            bar.advance(task)
-        bar.update(task, description="downloaded")
+    groups = [(pk, keys) for pk, keys, _ in run_groups(download_targets(rt, dates, expected, filters, force))]
+    outcomes = _run_all(rt, groups, "downloading")
     refresh_reports(rt, dates)
     return outcomes, failures
 
 
-def _download_summary(outcomes, seconds: float) -> None:
-    rows = Counter()
-    files = 0
+def _process(rt, dates, filters, step: str, timeframes) -> tuple[list, list]:
+    from mdh_assets.pipeline import processing_groups
+
+    _, failures = _checked(rt, dates, filters)
+    return _run_all(rt, processing_groups(rt, dates, filters, step, timeframes), f"{step} processing"), failures
+
+
+def _summary(title: str, outcomes, seconds: float) -> None:
+    rows, files = Counter(), Counter()
     for o in outcomes:
         for asset, meta in o.metadata.items():
-            files += 1
+            files[asset] += 1
             rows[asset] += int(meta.get("dagster/row_count", 0))
-    table = Table(title=f"Download summary ({seconds:.1f} s)")
-    for col in ("dataset", "rows"):
+    table = Table(title=f"{title} ({seconds:.1f} s)")
+    for col in ("dataset", "files", "rows"):
         table.add_column(col)
     for asset, n in sorted(rows.items()):
-        table.add_row(asset, f"{n:,}")
+        table.add_row(asset, str(files[asset]), f"{n:,}")
     out.print(table)
     failed = sum(1 for o in outcomes if not o.success)
-    out.print(f"{files} files written, {failed} partitions failed, {len(outcomes)} runs.")
+    out.print(f"{sum(files.values())} files written, {failed} of {len(outcomes)} runs failed.")
 
 
 def cmd_download(args) -> int:
     rt, dates, filters = _runtime(), _dates(args), _filters(args)
     t0 = time.monotonic()
     outcomes, failures = _download(rt, dates, filters, args.force)
-    _download_summary(outcomes, time.monotonic() - t0)
+    _summary("Download summary", outcomes, time.monotonic() - t0)
     return 1 if _fail_lines(failures + outcomes) else 0
+
+
+def _timeframes(args) -> tuple[str, ...]:
+    from mdh_lib.timeframes import TIMEFRAMES
+
+    chosen = tuple(args.timeframes) or tuple(TIMEFRAMES)
+    bad = [t for t in chosen if t not in TIMEFRAMES]
+    if bad:
+        raise UsageError(f"unknown timeframe {bad[0]!r} (one of {', '.join(TIMEFRAMES)})")
+    return chosen
+
+
+def _processing_command(step: str, title: str):
+    def command(args) -> int:
+        rt, dates, filters, tfs = _runtime(), _dates(args), _filters(args), _timeframes(args)
+        t0 = time.monotonic()
+        outcomes, failures = _process(rt, dates, filters, step, tfs)
+        _summary(title, outcomes, time.monotonic() - t0)
+        return 1 if _fail_lines(failures + outcomes) else 0
+    return command
 
 
 def cmd_sample_server(args) -> int:
@@ -235,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data-types", type=_csv, default=())
     sp.add_argument("--force", action="store_true")
     sp.set_defaults(func=cmd_download)
+
+    for name, step, title in (("candle-processing", "candle", "Candle processing"),
+                              ("mft-processing", "mft", "MFT processing")):
+        sp = dated(name, f"materialize {title.lower()} for downloaded days")
+        sp.add_argument("--instrument-types", type=_csv, default=())
+        sp.add_argument("--symbols", type=_csv, default=())
+        sp.add_argument("--timeframes", type=_csv, default=(), help="e.g. 1m,1h (default: all)")
+        sp.set_defaults(func=_processing_command(step, title))
 
     sp = sub.add_parser("sample-server", help="local Tardis-compatible HTTP server")
     sp.add_argument("--host", default="127.0.0.1")

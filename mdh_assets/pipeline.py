@@ -133,3 +133,26 @@ def run_groups(targets: list[Expected]) -> list[tuple[str, list[dg.AssetKey], li
         (str(partition_key(date, key)), [dg.AssetKey(["raw", e.data_type]) for e in items], items)
         for (date, key, _), items in groups.items()
     ]
+
+
+def processing_groups(rt: Runtime, dates: list[dt.date], filters: Filters, step: str,
+                      timeframes: tuple[str, ...]) -> list[tuple[str, list[dg.AssetKey]]]:
+    """Runs for `mdh candle-processing` (options features of the underlyings first, then
+    candles and book per instrument) or `mdh mft-processing` (MFT per instrument)."""
+    from mdh_lib.timeframes import MFT_TIMEFRAMES
+
+    first, then = [], []
+    for date in dates:
+        expected = [e for e in expected_for(rt, date) if filters.keep(e)]
+        instruments = sorted({e.key for e in expected if e.data_type == "trades"})
+        if step == "mft":
+            keys = [dg.AssetKey(["features", "mft", tf]) for tf in timeframes if tf in MFT_TIMEFRAMES]
+            then += [(str(partition_key(date, k)), keys) for k in instruments if keys]
+            continue
+        bases = {InstrumentKey.parse(k).base for k in instruments}
+        underlyings = sorted({e.key for e in expected_for(rt, date)
+                              if e.data_type == "options_chain" and InstrumentKey.parse(e.key).symbol in bases})
+        first += [(str(partition_key(date, u)), [dg.AssetKey(["features", "options"])]) for u in underlyings]
+        keys = [dg.AssetKey([kind, tf]) for kind in ("candles", "book") for tf in timeframes]
+        then += [(str(partition_key(date, k)), keys) for k in instruments]
+    return first + then

@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mdh_lib.config import Universe
 from mdh_lib.instruments import (
@@ -99,3 +100,15 @@ def expected_partitions(definitions: pa.Table) -> list[Expected]:
 
 def applicable_data_types(key: InstrumentKey) -> tuple[str, ...]:
     return (OPTIONS_DATA_TYPE,) if key.type == "OPTION" else DATA_TYPES_BY_TYPE[key.type]
+
+
+def instrument_row(definitions: pa.Table, key: InstrumentKey | str) -> dict | None:
+    """The definition row of ``key`` in a day's table, or None when the day does not list it."""
+    rows = definitions.filter(pc.equal(definitions["instrument_key"], str(key))).to_pylist()
+    return rows[0] if rows else None
+
+
+def options_underlying(definitions: pa.Table, base: str) -> str | None:
+    """The options underlying listed that day for a base coin (e.g. ``DERIBIT:OPTION:BTC``)."""
+    found = {u for u in definitions["underlying"].to_pylist() if u and InstrumentKey.parse(u).symbol == base}
+    return min(found) if found else None

@@ -53,3 +53,17 @@ def grid(date: dt.date, timeframe: str) -> pl.DataFrame:
 def to_datetime(col: str = "bucket", name: str = "timestamp") -> pl.Expr:
     """Int64 microseconds to a UTC datetime column."""
     return pl.col(col).cast(pl.Datetime("us", "UTC")).alias(name)
+
+
+def grid_failures(frame: pl.DataFrame, date: dt.date, timeframe: str) -> list[str]:
+    """Why ``frame`` is not exactly the day's grid (row count, first bucket, strictly
+    increasing timestamps); empty when it is."""
+    expected = DAY_US // width_us(timeframe)
+    if frame.height != expected:
+        return [f"full_grid: {frame.height} rows, expected {expected}"]
+    ts = frame["timestamp"].dt.epoch("us")
+    if ts[0] != day_start_us(date):
+        return [f"full_grid: first bucket {frame['timestamp'][0]} is not the start of {date}"]
+    if (ts.diff().drop_nulls() != width_us(timeframe)).any():
+        return ["full_grid: timestamps are not the day's consecutive buckets"]
+    return []

@@ -8,7 +8,6 @@ import dagster as dg
 import pyarrow as pa
 
 from mdh_assets.partitions import daily, register_partitions
-from mdh_assets.resources import PARQUET_IO_MANAGER
 from mdh_assets.resources.tardis import TardisResource
 from mdh_lib.config import load_settings
 from mdh_lib.definitions import build_definitions, expected_partitions
@@ -19,7 +18,6 @@ from mdh_lib.tardis.client import TardisError
 @dg.asset(
     key=["instruments"],
     partitions_def=daily,
-    io_manager_key=PARQUET_IO_MANAGER,
     group_name="instruments",
     kinds={"parquet", "tardis"},
     description="Instrument definitions of the configured universe for the day (SPEC section 4).",

@@ -13,7 +13,6 @@ import dagster as dg
 import pyarrow.compute as pc
 
 from mdh_assets.partitions import RAW_PARTITIONS, split
-from mdh_assets.resources import PARQUET_IO_MANAGER
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.resources.tardis import TardisResource
 from mdh_lib.definitions import Expected, expected_partitions
@@ -51,7 +50,6 @@ def build_raw_asset(data_type: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key,
         partitions_def=RAW_PARTITIONS[data_type],
-        io_manager_key=PARQUET_IO_MANAGER,
         group_name="raw",
         kinds={"parquet", "tardis"},
         pool=TARDIS_POOL,

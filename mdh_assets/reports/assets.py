@@ -10,7 +10,6 @@ import pyarrow as pa
 
 from mdh_assets.partitions import daily
 from mdh_assets.reports.status import status_table
-from mdh_assets.resources import PARQUET_IO_MANAGER
 from mdh_assets.resources.storage import StorageResource
 from mdh_lib.definitions import expected_partitions
 from mdh_lib.layout import instruments_path
@@ -20,7 +19,6 @@ from mdh_lib.layout import instruments_path
     key=["reports", "missing"],
     partitions_def=daily,
     deps=["instruments"],
-    io_manager_key=PARQUET_IO_MANAGER,
     group_name="reports",
     kinds={"parquet"},
     description="Raw partitions of the day that are missing or failed (status from the Dagster instance).",

@@ -8,7 +8,7 @@ from mdh_lib.config import Settings
 
 STORAGE = "storage"
 TARDIS = "tardis"
-PARQUET_IO_MANAGER = "parquet_io_manager"
+PARQUET_IO_MANAGER = "io_manager"  # the default key: every asset output is Parquet
 
 
 def build_resources(settings: Settings) -> dict:

@@ -1,0 +1,100 @@
+"""Candles 15s..24h for each (day, instrument): one read of the day's ticks feeds every
+timeframe (a multi-asset, one output per timeframe), checked before anything is written."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from mdh_assets.partitions import DATE, INSTRUMENT, by_instrument, split
+from mdh_assets.resources.storage import StorageResource
+from mdh_lib.candles import Instrument, candles, day_rows
+from mdh_lib.candles.checks import check_candles
+from mdh_lib.candles.trades import TRADE_COLUMNS
+from mdh_lib.catalog import Catalog
+from mdh_lib.definitions import instrument_row, options_underlying
+from mdh_lib.features.options import options_columns
+from mdh_lib.timeframes import DAY_US, TIMEFRAMES, day_start_us
+
+CANDLE_CHECK = "candle_checks"
+
+
+def candle_key(tf: str) -> dg.AssetKey:
+    return dg.AssetKey(["candles", tf])
+
+
+def _same_and_next_day() -> dg.MultiPartitionMapping:
+    """Day D's candles read day D's file and the late arrivals at the head of D+1's file."""
+    return dg.MultiPartitionMapping({
+        DATE: dg.DimensionPartitionMapping(DATE, dg.TimeWindowPartitionMapping(
+            start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True)),
+        INSTRUMENT: dg.DimensionPartitionMapping(INSTRUMENT, dg.IdentityPartitionMapping()),
+    })
+
+
+def _required(catalog: Catalog, data_type: str, date: dt.date, key, definition: dict, columns=None):
+    """A raw frame the day's definitions call for; its absence fails the partition."""
+    if data_type not in definition["data_types"]:
+        return None
+    frame = catalog.read(("raw", data_type), date, key, columns=columns)
+    if frame is None:
+        raise dg.Failure(description=f"candles {date} {key}: raw/{data_type} is not downloaded; run mdh download first")
+    return frame
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(candle_key(tf), partitions_def=by_instrument, group_name="candles", kinds={"parquet", "polars"},
+                     deps=[dg.AssetDep(["raw", "trades"], partition_mapping=_same_and_next_day()),
+                           ["raw", "derivative_ticker"], ["raw", "liquidations"], ["features", "options"]],
+                     description=f"{tf} candles with HFT, derivative and options columns (SPEC section 6)")
+        for tf in TIMEFRAMES
+    ],
+    check_specs=[dg.AssetCheckSpec(CANDLE_CHECK, asset=candle_key(tf), blocking=True,
+                                   description="types, OHLC and VWAP ranges, taker volumes, full grid, increasing timestamps")
+                 for tf in TIMEFRAMES],
+    partitions_def=by_instrument,
+    can_subset=True,
+)
+def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
+    date, key = split(context.partition_key)
+    timeframes = [tf for tf in TIMEFRAMES if candle_key(tf) in context.selected_asset_keys]
+    catalog = Catalog(storage.storage)
+    definitions = catalog.definitions(date)
+    definition = instrument_row(definitions, key) if definitions is not None else None
+    if definition is None:
+        raise dg.Failure(description=f"candles {date} {key}: not in the instrument definitions of {date}")
+    trades = _required(catalog, "trades", date, key, definition, TRADE_COLUMNS)
+    if trades is None:
+        raise dg.Failure(description=f"candles {date} {key}: no trades data type for this instrument")
+    end = day_start_us(date) + DAY_US
+    next_day = catalog.read(("raw", "trades"), date + dt.timedelta(days=1), key, columns=TRADE_COLUMNS,
+                            filters=[("timestamp", "<", end)])
+    liquidations = _required(catalog, "liquidations", date, key, definition, ["timestamp", "side", "amount"])
+    liq_next = catalog.read(("raw", "liquidations"), date + dt.timedelta(days=1), key,
+                            columns=["timestamp", "side", "amount"], filters=[("timestamp", "<", end)]) if liquidations is not None else None
+    underlying = options_underlying(definitions, key.base)
+    features = catalog.read(("features", "options"), date, underlying) if underlying else None
+    day_trades = day_rows(trades, next_day, date)
+    frames = candles(
+        day_trades, date, Instrument.from_definitions(definitions, key), timeframes=timeframes,
+        ticker=_required(catalog, "derivative_ticker", date, key, definition),
+        liquidations=day_rows(liquidations, liq_next, date) if liquidations is not None else None,
+        options={tf: options_columns(features, tf) for tf in timeframes} if features is not None else None,
+    )
+    failures = {tf: check_candles(frame, date, tf) for tf, frame in frames.items()}
+    for tf, problems in failures.items():
+        yield dg.AssetCheckResult(asset_key=candle_key(tf), check_name=CANDLE_CHECK, passed=not problems,
+                                  metadata={"failures": "; ".join(problems)[:1000]} if problems else {})
+    if any(failures.values()):
+        bad = ", ".join(tf for tf, p in failures.items() if p)
+        raise dg.Failure(description=f"candles {date} {key}: checks failed for {bad}; nothing written")
+    for tf, frame in frames.items():
+        yield dg.Output(frame.to_arrow(), output_name=candle_key(tf).to_python_identifier(), metadata={
+            "dagster/row_count": frame.height,
+            "buckets_with_trades": int((frame["trade_count"] > 0).sum()),
+            "trades": int(frame["trade_count"].sum()),
+            "next_day_included": next_day is not None,
+            "late_trades_from_next_day": 0 if next_day is None else next_day.height,
+            "options_columns": features is not None,
+        })

@@ -1,0 +1,97 @@
+"""Options-chain features per (day, underlying) and MFT features 1m..24h per (day, instrument)."""
+
+import datetime as dt
+import math
+
+import dagster as dg
+import polars as pl
+
+from mdh_assets.candles.assets import candle_key
+from mdh_assets.partitions import by_instrument, by_underlying, split
+from mdh_assets.resources.storage import StorageResource
+from mdh_lib.catalog import Catalog
+from mdh_lib.features.mft import history_bars, mft_features
+from mdh_lib.features.options import options_features
+from mdh_lib.frames import Instrument, with_ids
+from mdh_lib.timeframes import DAY_US, MFT_TIMEFRAMES, grid_failures, width_us
+
+GRID_CHECK = "full_grid"
+OPTIONS = dg.AssetKey(["features", "options"])
+
+
+@dg.asset(
+    key=OPTIONS,
+    partitions_def=by_underlying,
+    deps=[["raw", "options_chain"]],
+    group_name="features",
+    kinds={"parquet", "polars"},
+    check_specs=[dg.AssetCheckSpec(GRID_CHECK, asset=OPTIONS, blocking=True,
+                                   description="one row per 15s bucket of the day, increasing timestamps")],
+    description="ATM mark IV and 25-delta put/call skew (nearest expiry and 30 days) per 15s (mdh_lib.features.options)",
+)
+def options_features_asset(context: dg.AssetExecutionContext, storage: StorageResource):
+    date, underlying = split(context.partition_key)
+    chain = Catalog(storage.storage).read(("raw", "options_chain"), date, underlying)
+    if chain is None:
+        raise dg.Failure(description=f"options features {date} {underlying}: raw/options_chain is not downloaded; run mdh download first")
+    frame = options_features(chain, date)
+    problems = grid_failures(frame, date, "15s")
+    yield dg.AssetCheckResult(check_name=GRID_CHECK, passed=not problems,
+                              metadata={"failures": "; ".join(problems)} if problems else {})
+    if problems:
+        raise dg.Failure(description=f"options features {date} {underlying}: {'; '.join(problems)}")
+    yield dg.Output(frame.to_arrow(), metadata={
+        "dagster/row_count": frame.height, "chain_rows": chain.height,
+        "atm_mark_iv_last": _last(frame, "atm_mark_iv"), "skew_25d_put_call_ratio_last": _last(frame, "skew_25d_put_call_ratio"),
+    })
+
+
+def _last(frame: pl.DataFrame, col: str) -> float:
+    values = frame[col].drop_nulls()
+    return float(values[-1]) if len(values) else float("nan")
+
+
+def mft_key(tf: str) -> dg.AssetKey:
+    return dg.AssetKey(["features", "mft", tf])
+
+
+def _history(catalog: Catalog, date: dt.date, key, tf: str) -> pl.DataFrame | None:
+    """The candles before ``date`` that the longest window needs (as many days as exist)."""
+    days = math.ceil(history_bars(tf) * width_us(tf) / DAY_US)
+    frames = [catalog.read(candle_key(tf).path, date - dt.timedelta(days=n), key) for n in range(days, 0, -1)]
+    frames = [f for f in frames if f is not None]
+    return pl.concat(frames).tail(history_bars(tf)) if frames else None
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(mft_key(tf), partitions_def=by_instrument, group_name="features", kinds={"parquet", "polars"},
+                        deps=[candle_key(tf)],
+                        description=f"{tf} MFT features from {tf} candles (mdh_lib.features.mft)")
+           for tf in MFT_TIMEFRAMES],
+    check_specs=[dg.AssetCheckSpec(GRID_CHECK, asset=mft_key(tf), blocking=True,
+                                   description="one row per bucket of the day, increasing timestamps")
+                 for tf in MFT_TIMEFRAMES],
+    partitions_def=by_instrument,
+    can_subset=True,
+)
+def mft_assets(context: dg.AssetExecutionContext, storage: StorageResource):
+    date, key = split(context.partition_key)
+    catalog = Catalog(storage.storage)
+    instrument = Instrument.from_definitions(catalog.definitions(date), key)
+    frames, history_rows = {}, {}
+    for tf in [tf for tf in MFT_TIMEFRAMES if mft_key(tf) in context.selected_asset_keys]:
+        day = catalog.read(candle_key(tf).path, date, key)
+        if day is None:
+            raise dg.Failure(description=f"mft {date} {key}: candles/{tf} is not materialized; run mdh candle-processing first")
+        history = _history(catalog, date, key, tf)
+        history_rows[tf] = 0 if history is None else history.height
+        frames[tf] = with_ids(mft_features(day, history, tf), instrument, tf)
+    failures = {tf: grid_failures(frame, date, tf) for tf, frame in frames.items()}
+    for tf, problems in failures.items():
+        yield dg.AssetCheckResult(asset_key=mft_key(tf), check_name=GRID_CHECK, passed=not problems,
+                                  metadata={"failures": "; ".join(problems)} if problems else {})
+    if any(failures.values()):
+        raise dg.Failure(description=f"mft {date} {key}: grid checks failed; nothing written")
+    for tf, frame in frames.items():
+        yield dg.Output(frame.to_arrow(), output_name=mft_key(tf).to_python_identifier(), metadata={
+            "dagster/row_count": frame.height, "history_bars": history_rows[tf], "history_bars_wanted": history_bars(tf)})

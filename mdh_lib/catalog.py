@@ -1,0 +1,50 @@
+"""Reading datasets by (dataset, date, key) over a storage root, as polars frames.
+
+The one place that combines `mdh_lib.layout` paths with `mdh_lib.storage` reads; readers
+prune columns and, with ``filters`` on a sorted column, row groups by their statistics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import polars as pl
+import pyarrow as pa
+
+from mdh_lib.instruments import InstrumentKey
+from mdh_lib.layout import dataset_path
+from mdh_lib.storage import Storage
+
+Dataset = tuple[str, ...]
+
+
+class Catalog:
+    def __init__(self, storage: Storage):
+        self.storage = storage
+
+    def exists(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None = None) -> bool:
+        return self.storage.exists(dataset_path(dataset, date, key))
+
+    def read(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None = None,
+             columns: list[str] | None = None, filters=None) -> pl.DataFrame | None:
+        """The partition as a frame, or None when it has not been written."""
+        rel = dataset_path(dataset, date, key)
+        if not self.storage.exists(rel):
+            return None
+        return pl.from_arrow(self.storage.read_parquet(rel, columns=columns, filters=filters))
+
+    def definitions(self, date: dt.date) -> pa.Table | None:
+        """The day's instrument definitions (`mdh_lib.definitions`), or None before they exist."""
+        rel = dataset_path(("instruments",), date)
+        return self.storage.read_parquet(rel) if self.storage.exists(rel) else None
+
+    def batches(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None = None,
+                columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+        """The partition one row group at a time (bounded memory for large days)."""
+        rel = dataset_path(dataset, date, key)
+        if not self.storage.exists(rel):
+            return
+        pf = self.storage.parquet_file(rel)
+        for i in range(pf.num_row_groups):
+            yield pl.from_arrow(pf.read_row_group(i, columns=columns))

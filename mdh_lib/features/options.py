@@ -1,0 +1,195 @@
+"""Options-chain features of one underlying for one day: ``features/options/date=D/{underlying_slug}.parquet``.
+
+Input: the Tardis ``options_chain`` rows of ONE underlying (e.g. the ``BTC-*`` symbols of
+Deribit's grouped ``OPTIONS`` file) with Tardis's columns and units (timestamps int64 us,
+``mark_iv`` in percent as Deribit gives it), sorted by ``timestamp``. Every option appears as
+repeated snapshots; any cell may be empty.
+
+Output: one row per 15s bucket of the day's full grid (5,760 rows; buckets are [start, end) on
+the exchange ``timestamp``, labelled by ``timestamp`` = start, UTC). Each row describes the chain
+AS OF THE BUCKET END: every option is represented by its last snapshot with ``timestamp < end``
+(snapshots stamped before the day start are the initial state; nothing at or after the end is
+used), taken as it is: a null cell in that snapshot is missing, never filled from an older one.
+
+Terms, at a bucket end t:
+
+- forward F of an expiry: the ``underlying_price`` of that expiry's most recent snapshot that
+  carries one (Deribit quotes each expiry against its own future or synthetic forward).
+- eligible expiry: expiration >= t + 24 h (strictly after t, and expiry-day noise does not
+  dominate) with at least one call and one put whose ``mark_iv`` is present.
+- nearest expiry: the earliest eligible expiry.
+- ATM IV of an expiry: per strike, the mean of the call's and the put's ``mark_iv`` (the one
+  present if only one is), then linear in strike at F between the two strikes bracketing F
+  (a strike equal to F is used as is); the nearest strike's IV when F is outside the strikes.
+- 25-delta IVs of an expiry: ``mark_iv`` linear in Deribit's ``delta`` between the two puts
+  bracketing delta -0.25 (resp. the two calls bracketing +0.25; an exact hit is used as is).
+  Null when that delta is not bracketed: the nearest option may be far from 25 delta.
+
+Columns:
+
+    timestamp                    bucket start, Datetime(us, UTC)
+    underlying_price             F of the nearest expiry (the price atm_mark_iv is read at)
+    nearest_expiry               expiration of the nearest expiry, Datetime(us, UTC)
+    nearest_expiry_days          (nearest_expiry - bucket end) in days (float, >= 1)
+    atm_mark_iv                  ATM IV of the nearest expiry, percent
+    skew_25d_put_call_ratio      25-delta put IV / 25-delta call IV of the nearest expiry
+                                 (> 1: puts richer); null when either is null
+    atm_mark_iv_30d              ATM IV at 30 days to expiry from the eligible expiries that have
+                                 one: total variance IV^2 * days linear in days between the two
+                                 bracketing 30 days; if 30 days is not bracketed, the ATM IV of the
+                                 expiry closest to 30 days (flat extrapolation on that side)
+    skew_25d_put_call_ratio_30d  the skew ratio at 30 days from the eligible expiries that have
+                                 one: linear in days between the two bracketing 30 days, else the
+                                 ratio of the expiry closest to 30 days
+    options_count                options (symbols) with a snapshot before the bucket end, expired
+                                 ones included
+    put_call_oi_ratio            sum of open_interest of puts / of calls over the options not yet
+                                 expired at the bucket end; null when the calls' sum is 0
+
+Every feature is null while its inputs are missing (e.g. no eligible expiry after the last
+expiry more than a day away, or before the first snapshots).
+
+``options_columns`` gives the per-timeframe view the candles of the underlying's instruments
+join on: ``atm_mark_iv`` and ``skew_25d_put_call_ratio`` as of each candle's end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from mdh_lib.timeframes import DAY_US, bucket_start, day_start_us, grid, to_datetime, width_us
+
+STEP = "15s"
+TARGET_DAYS = 30.0
+MIN_EXPIRY_US = DAY_US  # the nearest expiry is at least 24 h away
+COLUMNS = [
+    "timestamp", "underlying_price", "nearest_expiry", "nearest_expiry_days", "atm_mark_iv",
+    "skew_25d_put_call_ratio", "atm_mark_iv_30d", "skew_25d_put_call_ratio_30d", "options_count",
+    "put_call_oi_ratio",
+]
+
+
+def _interp(x: pl.Expr, y: pl.Expr, at: pl.Expr, nearest: bool = False) -> pl.Expr:
+    """Aggregation: y at x = ``at`` (a scalar), linear between the closest points on either side;
+    outside the x range null, or with ``nearest`` the closest point's y."""
+    ok = x.is_not_null() & y.is_not_null()
+    below, above = ok & (x <= at), ok & (x >= at)
+    x0, x1 = x.filter(below).max(), x.filter(above).min()
+    y0 = y.filter(below).sort_by(x.filter(below)).last()
+    y1 = y.filter(above).sort_by(x.filter(above)).first()
+    value = pl.when(x0 == x1).then(y0).otherwise(y0 + (y1 - y0) * (at - x0) / (x1 - x0))
+    return pl.coalesce(value, y0, y1) if nearest else value
+
+
+def _snapshots(chain: pl.DataFrame, date: dt.date) -> pl.DataFrame:
+    """Each option's last snapshot per 15s bucket it changed in (pre-day snapshots in bucket 0)."""
+    start = day_start_us(date)
+    return (
+        chain.lazy()
+        .filter(pl.col("timestamp") < start + DAY_US)
+        .select(
+            pl.max_horizontal(bucket_start("timestamp", STEP), pl.lit(start)).alias("bucket"),
+            "symbol", "timestamp", pl.col("expiration").cast(pl.Int64), (pl.col("type") == "call").alias("call"),
+            "strike_price", "mark_iv", "delta", "underlying_price", "open_interest",
+        )
+        .unique(["symbol", "bucket"], keep="last", maintain_order=True)
+        .sort("bucket", maintain_order=True)
+        .collect()
+    )
+
+
+def _expiry_states(snaps: pl.DataFrame) -> pl.DataFrame:
+    """Per expiry, at each bucket where one of its options changed, the expiry's summary as of that
+    bucket end. Only those buckets are evaluated: the summary holds until the next change."""
+    keys = (
+        snaps.select("expiration", "bucket").unique()
+        .join(snaps.select("expiration", "symbol").unique(), on="expiration")
+        .sort("bucket")
+    )
+    state = keys.join_asof(snaps, on="bucket", by=["expiration", "symbol"], check_sortedness=False).drop_nulls("timestamp")
+    call, put, iv, delta = pl.col("call"), ~pl.col("call"), pl.col("mark_iv"), pl.col("delta")
+    summary = state.group_by("expiration", "bucket").agg(
+        forward=pl.col("underlying_price").sort_by("timestamp").drop_nulls().last(),
+        has_calls=(call & iv.is_not_null()).any(),
+        has_puts=(put & iv.is_not_null()).any(),
+        call_oi=pl.col("open_interest").filter(call).sum(),
+        put_oi=pl.col("open_interest").filter(put).sum(),
+        skew=_interp(delta.filter(put), iv.filter(put), pl.lit(-0.25))
+        / _interp(delta.filter(call), iv.filter(call), pl.lit(0.25)),
+    )
+    atm = (
+        state.group_by("expiration", "bucket", "strike_price").agg(iv.mean())
+        .join(summary.select("expiration", "bucket", "forward"), on=["expiration", "bucket"])
+        .group_by("expiration", "bucket")
+        .agg(atm_iv=_interp(pl.col("strike_price"), iv, pl.col("forward").first(), nearest=True))
+    )
+    return summary.join(atm, on=["expiration", "bucket"], how="left").sort("bucket")
+
+
+def _panel(states: pl.DataFrame, date: dt.date) -> pl.DataFrame:
+    """Every expiry's summary as of each 15s bucket end, with days to expiry and eligibility."""
+    return (
+        grid(date, STEP).with_columns(end=pl.col("bucket") + width_us(STEP))
+        .join(states.select("expiration").unique(), how="cross")
+        .sort("bucket")
+        .join_asof(states, on="bucket", by="expiration", check_sortedness=False)
+        .drop_nulls("has_calls")
+        .with_columns(
+            days=(pl.col("expiration") - pl.col("end")) / DAY_US,
+            eligible=pl.col("has_calls") & pl.col("has_puts")
+            & (pl.col("expiration") - pl.col("end") >= MIN_EXPIRY_US),
+        )
+    )
+
+
+def options_features(chain: pl.DataFrame, date: dt.date) -> pl.DataFrame:
+    """The day's 15s options-chain features of one underlying (see the module docstring)."""
+    snaps = _snapshots(chain, date)
+    panel = _panel(_expiry_states(snaps), date)
+    eligible = panel.filter("eligible")
+    nearest = (
+        eligible.sort("bucket", "expiration").group_by("bucket", maintain_order=True).first()
+        .select(
+            "bucket",
+            underlying_price="forward",
+            nearest_expiry=pl.col("expiration").cast(pl.Datetime("us", "UTC")),
+            nearest_expiry_days="days",
+            atm_mark_iv="atm_iv",
+            skew_25d_put_call_ratio="skew",
+        )
+    )
+    days, at = pl.col("days"), pl.lit(TARGET_DAYS)
+    term = eligible.group_by("bucket").agg(
+        atm_mark_iv_30d=pl.coalesce(
+            (_interp(days, pl.col("atm_iv") ** 2 * days, at) / TARGET_DAYS).sqrt(),
+            _interp(days, pl.col("atm_iv"), at, nearest=True),
+        ),
+        skew_25d_put_call_ratio_30d=_interp(days, pl.col("skew"), at, nearest=True),
+    )
+    oi = (
+        panel.filter(pl.col("expiration") > pl.col("end"))
+        .group_by("bucket").agg(pl.col("put_oi", "call_oi").sum())
+        .select("bucket", put_call_oi_ratio=pl.when(pl.col("call_oi") > 0).then(pl.col("put_oi") / pl.col("call_oi")))
+    )
+    first_seen = snaps.group_by("symbol").agg(pl.col("bucket").min()).group_by("bucket").len("new")
+    out = grid(date, STEP)
+    for part in (nearest, term, oi, first_seen):
+        out = out.join(part, on="bucket", how="left")
+    return (
+        out.sort("bucket")
+        .with_columns(to_datetime(), options_count=pl.col("new").fill_null(0).cum_sum().cast(pl.Int64))
+        .select(COLUMNS)
+    )
+
+
+def options_columns(features: pl.DataFrame, timeframe: str) -> pl.DataFrame:
+    """``timestamp, atm_mark_iv, skew_25d_put_call_ratio`` per ``timeframe`` bucket, as of the bucket
+    end (the bucket's last 15s row): what the underlying's candles join on."""
+    return (
+        features.sort("timestamp")
+        .group_by(bucket_start(pl.col("timestamp").dt.epoch("us"), timeframe).alias("bucket"), maintain_order=True)
+        .agg(pl.col("atm_mark_iv", "skew_25d_put_call_ratio").last())
+        .select(to_datetime(), "atm_mark_iv", "skew_25d_put_call_ratio")
+    )
