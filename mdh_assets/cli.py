@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mdh_lib.config import load_settings
 from mdh_lib.instruments import INSTRUMENT_TYPES, RAW_DATA_TYPES
+from mdh_lib.timeframes import TIMEFRAMES
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -184,12 +185,18 @@ def _process(rt, dates, filters, step: str, timeframes) -> tuple[list, list]:
     return _run_all(rt, processing_groups(rt, dates, filters, step, timeframes), f"{step} processing"), failures
 
 
+def _family(asset: str) -> str:
+    """raw/trades stays itself; candles/1m and the other timeframes fold into candles/*."""
+    head, _, tail = asset.rpartition("/")
+    return f"{head}/*" if tail in TIMEFRAMES else asset
+
+
 def _summary(title: str, outcomes, seconds: float) -> None:
     rows, files = Counter(), Counter()
     for o in outcomes:
         for asset, meta in o.metadata.items():
-            files[asset] += 1
-            rows[asset] += int(meta.get("dagster/row_count", 0))
+            files[_family(asset)] += 1
+            rows[_family(asset)] += int(meta.get("dagster/row_count", 0))
     table = Table(title=f"{title} ({seconds:.1f} s)")
     for col in ("dataset", "files", "rows"):
         table.add_column(col)
@@ -209,8 +216,6 @@ def cmd_download(args) -> int:
 
 
 def _timeframes(args) -> tuple[str, ...]:
-    from mdh_lib.timeframes import TIMEFRAMES
-
     chosen = tuple(args.timeframes) or tuple(TIMEFRAMES)
     bad = [t for t in chosen if t not in TIMEFRAMES]
     if bad:

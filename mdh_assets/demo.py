@@ -1,7 +1,8 @@
 """`mdh demo`: the main job on the local sample source, start to end, offline.
 
 Starts the Tardis-compatible sample server in-process, points the Tardis endpoints at it,
-then runs the seed's daily steps through Dagster for the first days of the universe.
+then runs the seed's daily steps through Dagster for the first days of the universe:
+instruments, missing-data report, download, candles (with book and options features), MFT.
 """
 
 from __future__ import annotations
@@ -12,27 +13,46 @@ import time
 
 from mdh_lib.config import load_settings
 
+SHOWN = ["timestamp", "open", "high", "low", "close", "volume", "trade_count", "delay_median"]
+
 
 def run_demo(days: int = 2) -> int:
+    from rich.table import Table
+
     from mdh_assets import cli
-    from mdh_assets.pipeline import Filters, Runtime
+    from mdh_assets.pipeline import Filters, Runtime, ensure_instruments
+    from mdh_lib.catalog import Catalog
     from mdh_lib.sample_server import SampleServer
+    from mdh_lib.timeframes import TIMEFRAMES
 
     settings = load_settings()
-    start = settings.universe.start_date
-    dates = [start + dt.timedelta(days=i) for i in range(days)]
+    dates = [settings.universe.start_date + dt.timedelta(days=i) for i in range(days)]
     t0 = time.monotonic()
     with SampleServer() as server:
         os.environ["TARDIS_DATASETS_ENDPOINT"] = os.environ["TARDIS_API_ENDPOINT"] = server.endpoint
         rt = Runtime(load_settings())
         cli.out.print(f"[bold]mdh demo[/bold]: sample server at {server.url}, data root {rt.storage.root}, "
                       f"days {dates[0]}..{dates[-1]}")
-        from mdh_assets.pipeline import ensure_instruments
-
         failures = [o for o in ensure_instruments(rt, dates, force=True) if not o.success]
-        outcomes, more = cli._download(rt, dates, Filters(), force=False)
-        rows, report_failures = cli._report_rows(rt, dates, Filters())
-    cli._download_summary(outcomes, time.monotonic() - t0)
+        downloads, more = cli._download(rt, dates, Filters(), force=False)
+    processed, _ = cli._process(rt, dates, Filters(), "candle", tuple(TIMEFRAMES))
+    features, _ = cli._process(rt, dates, Filters(), "mft", tuple(TIMEFRAMES))
+    rows, report_failures = cli._report_rows(rt, dates, Filters())
+    outcomes = downloads + processed + features
+    cli._summary("Demo summary", outcomes, time.monotonic() - t0)
+
+    catalog = Catalog(rt.storage)
+    key = "BINANCE-FUTURES:PERPETUAL:BTC-USDT"
+    last = catalog.read(("candles", "1m"), dates[-1], key) if catalog.exists(("candles", "1m"), dates[-1], key) else None
+    if last is not None:
+        table = Table(title=f"Last 1m candles of {key} on {dates[-1]}")
+        for col in ("time", "open", "high", "low", "close", "volume", "trades", "delay ms"):
+            table.add_column(col, justify="right")
+        for row in last.tail(5).select(SHOWN).iter_rows():
+            table.add_row(row[0].strftime("%H:%M"), *("-" if v is None else f"{v:,.2f}" if isinstance(v, float) else str(v)
+                                                     for v in row[1:]))
+        cli.out.print(table)
     cli._print_report(rows, dates)
-    cli.out.print(f"Open the Dagster UI over this instance and data: [bold]make ui[/bold] (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    cli.out.print(f"Open the Dagster UI over this instance and data: [bold]make ui[/bold] "
+                  f"(DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
     return 1 if cli._fail_lines(failures + more + outcomes + report_failures) else 0

@@ -18,10 +18,11 @@ def book_key(tf: str) -> dg.AssetKey:
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(book_key(tf), partitions_def=by_instrument, group_name="book", kinds={"parquet", "polars"},
-                        deps=[["raw", "book_snapshot_5"]],
-                        description=f"{tf} order-book features from book_snapshot_5 (mdh_lib.features.book)")
-           for tf in TIMEFRAMES],
+    outs={book_key(tf).to_python_identifier(): dg.AssetOut(
+        key=book_key(tf), group_name="book", kinds={"parquet", "polars"}, is_required=False,
+        description=f"{tf} order-book features from book_snapshot_5 (mdh_lib.features.book)")
+        for tf in TIMEFRAMES},
+    deps=[["raw", "book_snapshot_5"]],
     check_specs=[dg.AssetCheckSpec(GRID_CHECK, asset=book_key(tf), blocking=True,
                                    description="one row per bucket of the day, increasing timestamps")
                  for tf in TIMEFRAMES],

@@ -43,13 +43,12 @@ def _required(catalog: Catalog, data_type: str, date: dt.date, key, definition: 
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(candle_key(tf), partitions_def=by_instrument, group_name="candles", kinds={"parquet", "polars"},
-                     deps=[dg.AssetDep(["raw", "trades"], partition_mapping=_same_and_next_day()),
-                           ["raw", "derivative_ticker"], ["raw", "liquidations"], ["features", "options"]],
-                     description=f"{tf} candles with HFT, derivative and options columns (SPEC section 6)")
-        for tf in TIMEFRAMES
-    ],
+    outs={candle_key(tf).to_python_identifier(): dg.AssetOut(
+        key=candle_key(tf), group_name="candles", kinds={"parquet", "polars"}, is_required=False,
+        description=f"{tf} candles with HFT, derivative and options columns (SPEC section 6)")
+        for tf in TIMEFRAMES},
+    deps=[dg.AssetDep(["raw", "trades"], partition_mapping=_same_and_next_day()),
+          ["raw", "derivative_ticker"], ["raw", "liquidations"], ["features", "options"]],
     check_specs=[dg.AssetCheckSpec(CANDLE_CHECK, asset=candle_key(tf), blocking=True,
                                    description="types, OHLC and VWAP ranges, taker volumes, full grid, increasing timestamps")
                  for tf in TIMEFRAMES],

@@ -64,10 +64,11 @@ def _history(catalog: Catalog, date: dt.date, key, tf: str) -> pl.DataFrame | No
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(mft_key(tf), partitions_def=by_instrument, group_name="features", kinds={"parquet", "polars"},
-                        deps=[candle_key(tf)],
-                        description=f"{tf} MFT features from {tf} candles (mdh_lib.features.mft)")
-           for tf in MFT_TIMEFRAMES],
+    outs={mft_key(tf).to_python_identifier(): dg.AssetOut(
+        key=mft_key(tf), group_name="features", kinds={"parquet", "polars"}, is_required=False,
+        description=f"{tf} MFT features from {tf} candles (mdh_lib.features.mft)")
+        for tf in MFT_TIMEFRAMES},
+    deps=[candle_key(tf) for tf in MFT_TIMEFRAMES],
     check_specs=[dg.AssetCheckSpec(GRID_CHECK, asset=mft_key(tf), blocking=True,
                                    description="one row per bucket of the day, increasing timestamps")
                  for tf in MFT_TIMEFRAMES],

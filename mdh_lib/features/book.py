@@ -91,6 +91,12 @@ def _ofi() -> pl.Expr:
     )
 
 
+def _sum(col: str) -> pl.Expr:
+    """A left-to-right sum: the same bits whatever the chunking or group-by strategy, which
+    keeps results identical across chunkings (a float sum depends on its order)."""
+    return pl.col(col).fill_null(0).cum_sum().last()
+
+
 def _slope(dist: list[pl.Expr], cum: list[pl.Expr]) -> pl.Expr:
     """OLS slope of cumulative depth on distance over the levels (null on any missing level)."""
     n = len(dist)
@@ -199,7 +205,11 @@ class BookAggregator:
             .with_columns(ofi=_ofi())
             .slice(self._prev.height)
             .group_by("b", maintain_order=True)
-            .agg(pl.len().cast(pl.Int64).alias("snapshot_count"), pl.col("ofi").sum(), pl.col(_STATE).last())
+            .agg(
+                pl.len().cast(pl.Int64).alias("snapshot_count"),
+                _sum("ofi"),
+                pl.col(_STATE).last(),
+            )
             .collect()
         )
         self._parts.append(part)
@@ -213,12 +223,12 @@ class BookAggregator:
             parts.lazy()
             .filter(pl.col("b") >= self._start)
             .group_by(bucket_start("b", tf).alias("bucket"))
-            .agg(pl.col("snapshot_count").sum(), pl.col("ofi").sum())
+            .agg(pl.col("snapshot_count").sum(), _sum("ofi"))
         )
         return (
             grid(self._date, tf)
             .lazy()
-            .with_columns(last_b=pl.col("bucket") + (width - BASE))
+            .with_columns(last_b=pl.col("bucket") + (width - 2 * BASE))
             .join_asof(parts.lazy().select("b", *_STATE), left_on="last_b", right_on="b", strategy="backward")
             .join(flows, on="bucket", how="left", maintain_order="left")
             .with_columns(pl.col("snapshot_count", "ofi").fill_null(0))

@@ -1,55 +1,58 @@
 """MFT (mid-frequency) features from candles: ``features/mft/{tf}`` for 1m, 5m, 15m, 1h, 4h, 24h.
 
-One row per candle of the day, ``timestamp`` (bucket start, UTC) first, then Float64 features.
-Windows are counted in bars (the candle grid is complete, so a window always spans the same
-clock time) and always end at the current bar inclusive: a value at bar t only uses bars <= t.
-Windows continue across midnight: pass the preceding candles as ``history``
-(``history_bars(tf)`` of them make every window at the day's first bar identical to a
-continuous computation).
+One row per candle of the day, ``timestamp`` (bucket start, UTC) first, then the Float64 columns
+of ``FEATURES``. Windows are counted in bars (the candle grid is complete, so a window always
+spans the same clock time) and end at the current bar inclusive: a value at bar t uses bars <= t
+only. Windows continue across midnight: pass the preceding candles as ``history``;
+``history_bars(tf)`` of them make every window at the day's first bar the same as in one
+continuous computation. Each window is summed from scratch, so a window where nothing traded gives
+exactly 0 or null, never rounding residue.
 
-Windows (bars) ``S`` = short, ``L`` = long:
+Windows in bars, ``Ws`` short and ``Wl`` long (``WINDOWS``):
 
     timeframe   1m   5m   15m   1h   4h          24h
-    S            5    5     5    5    6 (1 day)   7 (1 week)
-    L           60   60    60   60   30 (5 days) 30 (30 days)
+    Ws           5    5     5    5    6 (1 day)   7 (1 week)
+    Wl          60   60    60   60   30 (5 days) 30 (30 days)
     history     61   61    61   61   31          31
 
 Notation, per bar t: ``c_t`` is the last traded price (``close`` forward-filled across empty
-bars, as far back as history reaches), ``H, L, O, C`` the bar's own high/low/open/close (null on an
-empty bar), ``V`` volume, ``B``/``S`` buy/sell taker volume (Tardis's exact aggressor side, no tick
-rule), ``P`` vwap, ``r_t = ln(c_t / c_{t-1})``. Volumes are in the exchange's amount units, so
-``V * P`` is the notional in quote currency (e.g. USD for a linear BTC-USDT contract).
+bars, as far back as the history given reaches), ``O, H, L, C`` the bar's own open/high/low/close
+(null on an empty bar), ``V`` volume, ``B``/``S`` buy/sell taker volume (``buy_volume_sum`` /
+``sell_volume_sum``: Tardis's exact aggressor side, no tick rule), ``P`` vwap,
+``r_t = ln(c_t / c_{t-1})``. Volumes are in the exchange's amount units, so ``V P`` is the
+notional in quote currency (e.g. USDT for a linear BTC-USDT contract).
 
     log_return                   r_t. Null until a price exists and on the first bar of the data;
                                  0 on an empty bar once a price exists (the price did not move).
-    realized_vol_short / _long   sqrt(sum of r^2 over S / L bars). Per window, NOT annualized.
-    realized_vol_long_annualized realized_vol_long * sqrt(bars_per_year / L), bars_per_year =
+    realized_vol_short / _long   sqrt(sum of r^2 over Ws / Wl bars). Over the window, NOT annualized.
+    realized_vol_long_annualized realized_vol_long * sqrt(bars_per_year / Wl), bars_per_year =
                                  365 * 86400 s / bar width (crypto trades every day).
-    parkinson_vol_short / _long  sqrt(mean over the window of ln(H/L)^2 / (4 ln 2)). Per bar.
-    garman_klass_vol_short/_long sqrt(mean over the window of 0.5 ln(H/L)^2 - (2 ln 2 - 1) ln(C/O)^2),
-                                 using each bar's own open and close. Per bar (multiply Parkinson
-                                 and Garman-Klass by sqrt(window) to compare with realized_vol).
-    volume_zscore                (V_t - mean(V)) / std(V), mean and sample std (ddof 1) over the L
+    parkinson_vol_short / _long  sqrt(mean over Ws / Wl bars of ln(H/L)^2 / (4 ln 2)). Per bar.
+    garman_klass_vol_short/_long sqrt(mean over Ws / Wl bars of 0.5 ln(H/L)^2 - (2 ln 2 - 1) ln(C/O)^2),
+                                 each bar's own open and close. Per bar: multiply Parkinson and
+                                 Garman-Klass by sqrt(window) to compare with realized_vol.
+                                 Empty bars are left out of both means.
+    volume_zscore                (V_t - mean V) / std V, mean and sample std (ddof 1) over the Wl
                                  bars ending at t (t included); null when std is 0.
     flow_imbalance               (B - S) / (B + S) of the bar; null when B + S = 0.
-    flow_imbalance_short / _long sum(B - S) / sum(B + S) over S / L bars (volume-weighted).
-    vpin                         sum |B - S| / sum V over L bars. A bar-based approximation of
-                                 Easley-Lopez de Prado-O'Hara VPIN: clock-time bars instead of
+    flow_imbalance_short / _long sum(B - S) / sum(B + S) over Ws / Wl bars (volume-weighted).
+    vpin                         sum |B - S| / sum V over Wl bars: a bar-based approximation of
+                                 Easley-Lopez de Prado-O'Hara VPIN, clock-time bars instead of
                                  equal-volume buckets, exact taker side instead of bulk classification.
-    amihud_illiquidity           mean over L bars of |r_t| / (V_t P_t); a bar with V P = 0 is excluded.
+    amihud_illiquidity           mean over Wl bars of |r_t| / (V_t P_t); bars with V P = 0 left out.
     kyle_lambda                  OLS slope (with intercept) of r_t on the signed notional
-                                 (B_t - S_t) P_t over L bars: return per unit of quote currency of
-                                 net taker flow. Empty bars are excluded (no flow, no vwap).
-    roll_spread                  2 sqrt(-cov(r_t, r_{t-1})) over L bars (sample covariance, ddof 1,
-                                 of the pairs whose both returns exist): Roll's effective spread in
-                                 log (relative) units, multiply by price for quote units. Null when
-                                 the covariance is >= 0, where Roll's model has no solution.
+                                 (B_t - S_t) P_t over Wl bars: log return per unit of quote currency
+                                 of net taker buying. Empty bars are left out (no vwap).
+    roll_spread                  2 sqrt(-cov(r_t, r_{t-1})) over Wl bars (sample covariance, ddof 1,
+                                 of the pairs where both returns exist): Roll's effective spread in
+                                 log (relative) units, multiply by the price for quote units. Null
+                                 when the covariance is >= 0, where Roll's model has no solution.
 
-Minimum periods: realized volatility needs all S / L returns of its window. Every other windowed
-feature needs at least ceil(window / 2) valid observations in its window (for volume sums, bars;
-for Parkinson, Garman-Klass and Amihud, non-empty bars; for Kyle lambda and Roll spread, valid
-pairs) and is null otherwise or when its denominator is 0. At the very start of the data a
-window has fewer bars, which count as missing.
+Minimum periods: realized volatility needs all Ws / Wl returns of its window. Every other windowed
+feature needs at least ceil(window / 2) valid observations in its window (bars for the volume
+sums and the z-score; non-empty bars for Parkinson, Garman-Klass and Amihud; pairs for Kyle lambda
+and Roll, and at least 2) and is null otherwise or when its denominator is 0. At the very start of
+the data a window has fewer bars; the missing ones count as not valid.
 """
 
 from __future__ import annotations
@@ -70,6 +73,12 @@ WINDOWS: dict[str, tuple[int, int]] = {
     "4h": (6, 30),
     "24h": (7, 30),
 }
+FEATURES = (
+    "log_return", "realized_vol_short", "realized_vol_long", "realized_vol_long_annualized",
+    "parkinson_vol_short", "parkinson_vol_long", "garman_klass_vol_short", "garman_klass_vol_long",
+    "volume_zscore", "flow_imbalance", "flow_imbalance_short", "flow_imbalance_long", "vpin",
+    "amihud_illiquidity", "kyle_lambda", "roll_spread",
+)
 _FLOATS = ("open", "high", "low", "close", "volume", "vwap", "buy_volume_sum", "sell_volume_sum")
 _TS = pl.Datetime("us", "UTC")
 
@@ -81,8 +90,8 @@ def _windows(timeframe: str) -> tuple[int, int]:
 
 
 def history_bars(timeframe: str) -> int:
-    """Bars before the day that complete every window at its first bar: Roll's lagged return
-    over the long window reaches L + 1 prices back."""
+    """Bars before the day that complete every window at its first bar: Roll's pair (r_t, r_{t-1})
+    at the start of the long window needs the close Wl + 1 bars before."""
     return _windows(timeframe)[1] + 1
 
 
@@ -90,8 +99,13 @@ def _min(window: int) -> int:
     return (window + 1) // 2
 
 
-def _sum(x: pl.Expr, window: int) -> pl.Expr:
-    return x.rolling_sum(window, min_samples=_min(window))
+def _n(c: str) -> pl.Expr:
+    """Valid (non-null) values in the window."""
+    return pl.col(c).list.drop_nulls().list.len()
+
+
+def _sum(c: str) -> pl.Expr:
+    return pl.col(c).list.sum()
 
 
 def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
@@ -99,19 +113,41 @@ def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
     return pl.when(den != 0).then(num / den)
 
 
-def _pair_stats(x: str, y: str, window: int) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """Window count, covariance numerator n*Sxy - Sx*Sy and n*Sxx - Sx^2 over the pairs where
-    both x and y exist (pairwise deletion, as SQL's regr_*/covar_* do)."""
-    ok = pl.col(x).is_not_null() & pl.col(y).is_not_null()
+def _windows_of(bars: pl.DataFrame, window: int) -> pl.DataFrame:
+    """Each bar's last ``window`` bars as lists, so every window is summed from scratch: polars'
+    sliding rolling sums drift (a window of zeros after trading sums to about 1e-15, not 0), which
+    would turn "nothing traded" into tiny non-null imbalances, spreads and volatilities."""
+    return (bars.with_columns(i=pl.int_range(pl.len(), dtype=pl.Int64))
+            .rolling("i", period=f"{window}i").agg(pl.exclude("i", "timestamp")))
 
-    def s(e: pl.Expr) -> pl.Expr:
-        return pl.when(ok).then(e).otherwise(0.0).rolling_sum(window, min_samples=1)
 
-    n, sx, sy = s(pl.lit(1.0)), s(pl.col(x)), s(pl.col(y))
-    enough = n >= max(_min(window), 2)
-    cov = pl.when(enough).then(n * s(pl.col(x) * pl.col(y)) - sx * sy)
-    var = pl.when(enough).then(n * s(pl.col(x) ** 2) - sx**2)
-    return n, cov, var
+def _bar_inputs(bars: pl.DataFrame) -> pl.DataFrame:
+    """Per-bar terms whose window sums and means make the features (module docstring)."""
+    ln2 = math.log(2.0)
+    r, r_prev = pl.col("r"), pl.col("r").shift(1)
+    hl2 = (pl.col("high") / pl.col("low")).log() ** 2
+    net = pl.col("buy_volume_sum") - pl.col("sell_volume_sum")
+    flow = net * pl.col("vwap")
+    notional = pl.col("volume") * pl.col("vwap")
+    kyle_ok = flow.is_not_null() & r.is_not_null()
+    roll_ok = r.is_not_null() & r_prev.is_not_null()
+    return bars.with_columns(r=pl.col("close").forward_fill().log().diff()).select(
+        "timestamp", "volume", "r",
+        r2=r**2,
+        pk=hl2 / (4 * ln2),
+        gk=0.5 * hl2 - (2 * ln2 - 1) * (pl.col("close") / pl.col("open")).log() ** 2,
+        net=net,
+        abs_net=net.abs(),
+        gross=pl.col("buy_volume_sum") + pl.col("sell_volume_sum"),
+        illiq=pl.when(notional > 0).then(r.abs() / notional),
+        kx=pl.when(kyle_ok).then(flow),
+        ky=pl.when(kyle_ok).then(r),
+        kxy=pl.when(kyle_ok).then(flow * r),
+        kxx=pl.when(kyle_ok).then(flow**2),
+        rx=pl.when(roll_ok).then(r),
+        ry=pl.when(roll_ok).then(r_prev),
+        rxy=pl.when(roll_ok).then(r * r_prev),
+    )
 
 
 def mft_features(day: pl.DataFrame, history: pl.DataFrame | None, timeframe: str) -> pl.DataFrame:
@@ -119,48 +155,43 @@ def mft_features(day: pl.DataFrame, history: pl.DataFrame | None, timeframe: str
     rolling windows from ``history`` (the candles just before ``day``; None at the start of data)."""
     short, long = _windows(timeframe)
     width = width_us(timeframe)
-    frames = [f.select(pl.col("timestamp").cast(_TS), *(pl.col(c).cast(pl.Float64) for c in _FLOATS))
-              for f in (history, day) if f is not None]
-    if history is not None and history.height and day.height and (
-            frames[1]["timestamp"][0] - frames[0]["timestamp"][-1]) != dt.timedelta(microseconds=width):
-        raise ValueError("history must end on the bar just before the day's first bar")
-    ln2 = math.log(2.0)
-    bars = pl.concat(frames).with_columns(
-        r=pl.col("close").forward_fill().log().diff(),
-        hl2=(pl.col("high") / pl.col("low")).log() ** 2,
-        co2=(pl.col("close") / pl.col("open")).log() ** 2,
-        notional=pl.col("volume") * pl.col("vwap"),
-        net=pl.col("buy_volume_sum") - pl.col("sell_volume_sum"),
-        gross=pl.col("buy_volume_sum") + pl.col("sell_volume_sum"),
-    ).with_columns(
-        r_prev=pl.col("r").shift(1),
-        pk=pl.col("hl2") / (4 * ln2),
-        gk=0.5 * pl.col("hl2") - (2 * ln2 - 1) * pl.col("co2"),
-        illiq=pl.when(pl.col("notional") > 0).then(pl.col("r").abs() / pl.col("notional")),
-        flow=pl.col("net") * pl.col("vwap"),
-    )
-    _, kyle_cov, kyle_var = _pair_stats("flow", "r", long)
-    roll_n, roll_cov, _ = _pair_stats("r", "r_prev", long)
-    roll_cov = roll_cov / (roll_n * (roll_n - 1))
-    vol_std = pl.col("volume").rolling_std(long, min_samples=_min(long))
-    rv = {w: (pl.col("r") ** 2).rolling_sum(w, min_samples=w).sqrt() for w in (short, long)}
-    out = bars.select(
-        "timestamp",
-        log_return="r",
-        realized_vol_short=rv[short],
-        realized_vol_long=rv[long],
-        realized_vol_long_annualized=rv[long] * math.sqrt(DAY_US * 365 / width / long),
-        parkinson_vol_short=pl.col("pk").rolling_mean(short, min_samples=_min(short)).sqrt(),
-        parkinson_vol_long=pl.col("pk").rolling_mean(long, min_samples=_min(long)).sqrt(),
-        garman_klass_vol_short=pl.col("gk").rolling_mean(short, min_samples=_min(short)).sqrt(),
-        garman_klass_vol_long=pl.col("gk").rolling_mean(long, min_samples=_min(long)).sqrt(),
-        volume_zscore=_ratio(pl.col("volume") - pl.col("volume").rolling_mean(long, min_samples=_min(long)), vol_std),
-        flow_imbalance=_ratio(pl.col("net"), pl.col("gross")),
-        flow_imbalance_short=_ratio(_sum(pl.col("net"), short), _sum(pl.col("gross"), short)),
-        flow_imbalance_long=_ratio(_sum(pl.col("net"), long), _sum(pl.col("gross"), long)),
-        vpin=_ratio(_sum(pl.col("net").abs(), long), _sum(pl.col("volume"), long)),
-        amihud_illiquidity=pl.col("illiq").rolling_mean(long, min_samples=_min(long)),
-        kyle_lambda=pl.when(kyle_var > 0).then(kyle_cov / kyle_var),
-        roll_spread=pl.when(roll_cov < 0).then(2 * (-roll_cov).sqrt()),
-    )
-    return out.tail(day.height)
+    candles = pl.concat([f.select(pl.col("timestamp").cast(_TS), *(pl.col(c).cast(pl.Float64) for c in _FLOATS))
+                         for f in (history, day) if f is not None])
+    if (candles["timestamp"].diff().drop_nulls() != dt.timedelta(microseconds=width)).any():
+        raise ValueError(f"history + day must be consecutive {timeframe} bars (a gap would misplace every window)")
+    bars = _bar_inputs(candles)
+    win_s, win_l = _windows_of(bars, short), _windows_of(bars, long)
+
+    def rv(window: int) -> pl.Expr:
+        return pl.when(_n("r2") == window).then(_sum("r2").sqrt())
+
+    def root_mean(c: str, window: int) -> pl.Expr:
+        return pl.when(_n(c) >= _min(window)).then(pl.col(c).list.mean().sqrt())
+
+    def imbalance(window: int) -> pl.Expr:
+        return pl.when(pl.col("gross").list.len() >= _min(window)).then(_ratio(_sum("net"), _sum("gross")))
+
+    m, m_pairs = _min(long), max(_min(long), 2)
+    kn, kx, ky = _n("kx"), _sum("kx"), _sum("ky")
+    rn, rx, ry = _n("rx"), _sum("rx"), _sum("ry")
+    roll_cov = pl.when(rn >= m_pairs).then((_sum("rxy") - rx * ry / rn) / (rn - 1))
+    volume_std = pl.col("volume").list.std()
+    out = pl.concat([
+        bars.select("timestamp", log_return="r", flow_imbalance=_ratio(pl.col("net"), pl.col("gross"))),
+        win_l.select(realized_vol_long=rv(long)).with_columns(
+            realized_vol_long_annualized=pl.col("realized_vol_long") * math.sqrt(DAY_US * 365 / width / long)),
+        win_s.select(realized_vol_short=rv(short), parkinson_vol_short=root_mean("pk", short),
+                 garman_klass_vol_short=root_mean("gk", short), flow_imbalance_short=imbalance(short)),
+        win_l.select(
+            parkinson_vol_long=root_mean("pk", long),
+            garman_klass_vol_long=root_mean("gk", long),
+            volume_zscore=pl.when(pl.col("volume").list.len() >= m).then(
+                _ratio(pl.col("volume").list.last() - pl.col("volume").list.mean(), volume_std)),
+            flow_imbalance_long=imbalance(long),
+            vpin=pl.when(pl.col("volume").list.len() >= m).then(_ratio(_sum("abs_net"), _sum("volume"))),
+            amihud_illiquidity=pl.when(_n("illiq") >= m).then(pl.col("illiq").list.mean()),
+            kyle_lambda=pl.when(kn >= m_pairs).then(_ratio(kn * _sum("kxy") - kx * ky, kn * _sum("kxx") - kx**2)),
+            roll_spread=pl.when(roll_cov < 0).then(2 * (-roll_cov).sqrt()),
+        ),
+    ], how="horizontal")
+    return out.select("timestamp", *FEATURES).tail(day.height)

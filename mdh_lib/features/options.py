@@ -13,8 +13,9 @@ used), taken as it is: a null cell in that snapshot is missing, never filled fro
 
 Terms, at a bucket end t:
 
-- forward F of an expiry: the ``underlying_price`` of that expiry's most recent snapshot that
-  carries one (Deribit quotes each expiry against its own future or synthetic forward).
+- forward F of an expiry: the ``underlying_price`` of the most recent of its options' current
+  snapshots that carries one (Deribit quotes each expiry against its own future or synthetic
+  forward, so expiries differ by the basis).
 - eligible expiry: expiration >= t + 24 h (strictly after t, and expiry-day noise does not
   dominate) with at least one call and one put whose ``mark_iv`` is present.
 - nearest expiry: the earliest eligible expiry.
@@ -64,23 +65,30 @@ from mdh_lib.timeframes import DAY_US, bucket_start, day_start_us, grid, to_date
 STEP = "15s"
 TARGET_DAYS = 30.0
 MIN_EXPIRY_US = DAY_US  # the nearest expiry is at least 24 h away
+BY = ["expiration", "bucket"]
 COLUMNS = [
     "timestamp", "underlying_price", "nearest_expiry", "nearest_expiry_days", "atm_mark_iv",
     "skew_25d_put_call_ratio", "atm_mark_iv_30d", "skew_25d_put_call_ratio_30d", "options_count",
     "put_call_oi_ratio",
 ]
+X0, Y0, X1, Y1, AT = (pl.col(c) for c in ("x0", "y0", "x1", "y1", "at"))
 
 
-def _interp(x: pl.Expr, y: pl.Expr, at: pl.Expr, nearest: bool = False) -> pl.Expr:
-    """Aggregation: y at x = ``at`` (a scalar), linear between the closest points on either side;
-    outside the x range null, or with ``nearest`` the closest point's y."""
-    ok = x.is_not_null() & y.is_not_null()
-    below, above = ok & (x <= at), ok & (x >= at)
-    x0, x1 = x.filter(below).max(), x.filter(above).min()
-    y0 = y.filter(below).sort_by(x.filter(below)).last()
-    y1 = y.filter(above).sort_by(x.filter(above)).first()
-    value = pl.when(x0 == x1).then(y0).otherwise(y0 + (y1 - y0) * (at - x0) / (x1 - x0))
-    return pl.coalesce(value, y0, y1) if nearest else value
+def _bracket(at: pl.DataFrame, points: pl.DataFrame, by: list[str], x: str, y: str) -> pl.DataFrame:
+    """``at`` (columns ``by`` and ``at``) with the closest points of the same group on either side:
+    (x0, y0) with x0 <= at and (x1, y1) with x1 >= at, from the points where x and y are present."""
+    below = points.drop_nulls([x, y]).select(*by, x0=x, y0=y).sort("x0")
+    above = below.rename({"x0": "x1", "y0": "y1"})
+    return (
+        at.sort("at")
+        .join_asof(below, left_on="at", right_on="x0", by=by, strategy="backward", check_sortedness=False)
+        .join_asof(above, left_on="at", right_on="x1", by=by, strategy="forward", check_sortedness=False)
+    )
+
+
+def _between(y0: pl.Expr, y1: pl.Expr) -> pl.Expr:
+    """Linear in x at ``at`` between the bracketing points (an exact hit is the point itself)."""
+    return pl.when(X0 == X1).then(y0).otherwise(y0 + (y1 - y0) * (AT - X0) / (X1 - X0))
 
 
 def _snapshots(chain: pl.DataFrame, date: dt.date) -> pl.DataFrame:
@@ -100,32 +108,44 @@ def _snapshots(chain: pl.DataFrame, date: dt.date) -> pl.DataFrame:
     )
 
 
+def _wing_iv(state: pl.DataFrame, groups: pl.DataFrame, call: bool, delta: float) -> pl.DataFrame:
+    """mark_iv at ``delta`` per expiry and bucket, linear in delta over the calls (or puts)."""
+    at = groups.with_columns(at=pl.lit(delta))
+    return _bracket(at, state.filter(pl.col("call") == call), BY, "delta", "mark_iv").select(*BY, iv=_between(Y0, Y1))
+
+
 def _expiry_states(snaps: pl.DataFrame) -> pl.DataFrame:
     """Per expiry, at each bucket where one of its options changed, the expiry's summary as of that
     bucket end. Only those buckets are evaluated: the summary holds until the next change."""
     keys = (
-        snaps.select("expiration", "bucket").unique()
+        snaps.select(BY).unique()
         .join(snaps.select("expiration", "symbol").unique(), on="expiration")
         .sort("bucket")
     )
-    state = keys.join_asof(snaps, on="bucket", by=["expiration", "symbol"], check_sortedness=False).drop_nulls("timestamp")
-    call, put, iv, delta = pl.col("call"), ~pl.col("call"), pl.col("mark_iv"), pl.col("delta")
-    summary = state.group_by("expiration", "bucket").agg(
-        forward=pl.col("underlying_price").sort_by("timestamp").drop_nulls().last(),
-        has_calls=(call & iv.is_not_null()).any(),
-        has_puts=(put & iv.is_not_null()).any(),
-        call_oi=pl.col("open_interest").filter(call).sum(),
-        put_oi=pl.col("open_interest").filter(put).sum(),
-        skew=_interp(delta.filter(put), iv.filter(put), pl.lit(-0.25))
-        / _interp(delta.filter(call), iv.filter(call), pl.lit(0.25)),
+    state = (
+        keys.join_asof(snaps, on="bucket", by=["expiration", "symbol"], check_sortedness=False)
+        .drop_nulls("timestamp")
+        .sort("timestamp")
     )
-    atm = (
-        state.group_by("expiration", "bucket", "strike_price").agg(iv.mean())
-        .join(summary.select("expiration", "bucket", "forward"), on=["expiration", "bucket"])
-        .group_by("expiration", "bucket")
-        .agg(atm_iv=_interp(pl.col("strike_price"), iv, pl.col("forward").first(), nearest=True))
+    call, quoted, oi = pl.col("call"), pl.col("mark_iv").is_not_null(), pl.col("open_interest")
+    summary = state.group_by(BY).agg(
+        forward=pl.col("underlying_price").drop_nulls().last(),
+        has_calls=(call & quoted).any(),
+        has_puts=(~call & quoted).any(),
+        call_oi=pl.when(call).then(oi).sum(),
+        put_oi=pl.when(~call).then(oi).sum(),
     )
-    return summary.join(atm, on=["expiration", "bucket"], how="left").sort("bucket")
+    strikes = state.group_by(*BY, "strike_price").agg(pl.col("mark_iv").mean())
+    atm = _bracket(summary.select(*BY, at="forward"), strikes, BY, "strike_price", "mark_iv").select(
+        *BY, atm_iv=pl.coalesce(_between(Y0, Y1), Y0, Y1)
+    )
+    groups = summary.select(BY)
+    skew = _wing_iv(state, groups, False, -0.25).join(_wing_iv(state, groups, True, 0.25), on=BY, suffix="_call")
+    return (
+        summary.join(atm, on=BY, how="left")
+        .join(skew.select(*BY, skew=pl.col("iv") / pl.col("iv_call")), on=BY, how="left")
+        .sort("bucket")
+    )
 
 
 def _panel(states: pl.DataFrame, date: dt.date) -> pl.DataFrame:
@@ -144,29 +164,25 @@ def _panel(states: pl.DataFrame, date: dt.date) -> pl.DataFrame:
     )
 
 
+def _at_30d(eligible: pl.DataFrame, y: str, total_variance: bool) -> pl.DataFrame:
+    """``y`` at 30 days per bucket from the eligible expiries (the closest one if not bracketed)."""
+    at = eligible.select(pl.col("bucket").unique(), at=pl.lit(TARGET_DAYS))
+    inside = (_between(Y0**2 * X0, Y1**2 * X1) / AT).sqrt() if total_variance else _between(Y0, Y1)
+    return _bracket(at, eligible, ["bucket"], "days", y).select("bucket", pl.coalesce(inside, Y0, Y1).alias(f"{y}_30d"))
+
+
 def options_features(chain: pl.DataFrame, date: dt.date) -> pl.DataFrame:
     """The day's 15s options-chain features of one underlying (see the module docstring)."""
     snaps = _snapshots(chain, date)
     panel = _panel(_expiry_states(snaps), date)
     eligible = panel.filter("eligible")
-    nearest = (
-        eligible.sort("bucket", "expiration").group_by("bucket", maintain_order=True).first()
-        .select(
-            "bucket",
-            underlying_price="forward",
-            nearest_expiry=pl.col("expiration").cast(pl.Datetime("us", "UTC")),
-            nearest_expiry_days="days",
-            atm_mark_iv="atm_iv",
-            skew_25d_put_call_ratio="skew",
-        )
-    )
-    days, at = pl.col("days"), pl.lit(TARGET_DAYS)
-    term = eligible.group_by("bucket").agg(
-        atm_mark_iv_30d=pl.coalesce(
-            (_interp(days, pl.col("atm_iv") ** 2 * days, at) / TARGET_DAYS).sqrt(),
-            _interp(days, pl.col("atm_iv"), at, nearest=True),
-        ),
-        skew_25d_put_call_ratio_30d=_interp(days, pl.col("skew"), at, nearest=True),
+    nearest = eligible.sort("bucket", "expiration").group_by("bucket", maintain_order=True).first().select(
+        "bucket",
+        underlying_price="forward",
+        nearest_expiry=pl.col("expiration").cast(pl.Datetime("us", "UTC")),
+        nearest_expiry_days="days",
+        atm_mark_iv="atm_iv",
+        skew_25d_put_call_ratio="skew",
     )
     oi = (
         panel.filter(pl.col("expiration") > pl.col("end"))
@@ -175,11 +191,16 @@ def options_features(chain: pl.DataFrame, date: dt.date) -> pl.DataFrame:
     )
     first_seen = snaps.group_by("symbol").agg(pl.col("bucket").min()).group_by("bucket").len("new")
     out = grid(date, STEP)
-    for part in (nearest, term, oi, first_seen):
+    for part in (nearest, _at_30d(eligible, "atm_iv", True), _at_30d(eligible, "skew", False), oi, first_seen):
         out = out.join(part, on="bucket", how="left")
     return (
         out.sort("bucket")
-        .with_columns(to_datetime(), options_count=pl.col("new").fill_null(0).cum_sum().cast(pl.Int64))
+        .with_columns(
+            to_datetime(),
+            atm_mark_iv_30d="atm_iv_30d",
+            skew_25d_put_call_ratio_30d="skew_30d",
+            options_count=pl.col("new").fill_null(0).cum_sum().cast(pl.Int64),
+        )
         .select(COLUMNS)
     )
 
