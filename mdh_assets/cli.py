@@ -204,7 +204,9 @@ def _summary(title: str, outcomes, seconds: float) -> None:
         table.add_row(asset, str(files[asset]), f"{n:,}")
     out.print(table)
     failed = sum(1 for o in outcomes if not o.success)
-    out.print(f"{sum(files.values())} files written, {failed} of {len(outcomes)} runs failed.")
+    checks = [passed for o in outcomes for passed in o.checks.values()]
+    out.print(f"{sum(files.values())} files written, {failed} of {len(outcomes)} runs failed; "
+              f"asset checks: {sum(checks)} passed, {len(checks) - sum(checks)} failed.")
 
 
 def cmd_download(args) -> int:

@@ -36,6 +36,7 @@ class RunOutcome:
     success: bool
     errors: list[str] = field(default_factory=list)
     metadata: dict[str, dict] = field(default_factory=dict)
+    checks: dict[str, bool] = field(default_factory=dict)  # "asset/key:check_name" -> passed
 
 
 def _failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -63,14 +64,17 @@ def materialize(
         defs_assets, selection=selection, partition_key=partition_key, instance=instance, resources=resources,
         raise_on_error=False, run_config=QUIET, tags={"mdh/source": "cli"},
     )
-    names = ["/".join(k.path) for k in selection]
+    outcome = RunOutcome(str(partition_key), ["/".join(k.path) for k in selection], result.success)
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.asset_check_evaluation_data
+            outcome.checks[f"{'/'.join(evaluation.asset_key.path)}:{evaluation.check_name}"] = evaluation.passed
+        elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            mat = event.step_materialization_data.materialization
+            outcome.metadata["/".join(mat.asset_key.path)] = {k: v.value for k, v in mat.metadata.items()}
     if not result.success:
-        return RunOutcome(str(partition_key), names, False, _failure_lines(result))
-    metadata = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.step_materialization_data.materialization
-        metadata["/".join(mat.asset_key.path)] = {k: v.value for k, v in mat.metadata.items()}
-    return RunOutcome(str(partition_key), names, True, [], metadata)
+        outcome.errors = _failure_lines(result)
+    return outcome
 
 
 def is_materialized(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str) -> bool:

@@ -33,7 +33,7 @@ def _book(rows: list[tuple[int, list, list]]) -> pl.DataFrame:
                 rec[f"{side}[{i}].price"], rec[f"{side}[{i}].amount"] = price, amount
         records.append(rec)
     schema = {"exchange": pl.Utf8, "symbol": pl.Utf8, "timestamp": pl.Int64, "local_timestamp": pl.Int64}
-    return pl.DataFrame(records, schema=schema | {c: pl.Float64 for c in BOOK_COLUMNS}, orient="row")
+    return pl.DataFrame(records, schema=schema | {c: pl.Float64 for c in BOOK_COLUMNS})
 
 
 def _side(best: float, amount: float, step: float, levels: int = 5) -> list:
@@ -41,7 +41,7 @@ def _side(best: float, amount: float, step: float, levels: int = 5) -> list:
     return [(best, amount)] + [(best + step * k, 1.0) for k in range(1, levels)]
 
 
-# s0 is stamped before the day, s4/s5 share a timestamp (s5 lacks ask level 5), s6 is next day.
+# s0 is stamped before the day, s4/s5 share a timestamp (s5 lacks asks[4]), s6 is next day.
 HAND = _book([
     (S - 2 * US, _side(101, 2, 1), _side(99, 3, -1)),  # s0
     (S + 1 * US, _side(101, 1, 1), _side(99, 3, -1)),  # s1
@@ -124,6 +124,15 @@ def test_no_state_before_the_first_snapshot():
     assert (_row(f15, 15)["ofi"], _row(f15, 45)["ofi"]) == (0, 2)  # s3 has no predecessor
 
 
+def test_empty_input_and_zero_amounts():
+    empty = book_features([], DAY, ["1h"])["1h"]
+    assert empty.height == 24 and empty["mid"].null_count() == 24 and empty["snapshot_count"].sum() == 0
+    zero = _book([(S, [(101, 0), (102, 1)], [(99, 0)])])  # level-1 amounts 0, one bid level
+    row = book_features([zero], DAY, ["24h"])["24h"].row(0, named=True)
+    assert (row["mid"], row["ask_cum_depth_2"], row["bid_cum_depth_1"]) == (100, 1, 0)
+    assert (row["imbalance_1"], row["microprice"], row["bid_depth_5"], row["bid_slope"]) == (None,) * 4
+
+
 def test_unsorted_input_is_rejected():
     agg = BookAggregator(DAY)
     agg.update(HAND.slice(2, 2))
@@ -187,7 +196,9 @@ def _duckdb_book(snaps: pl.DataFrame, width: int) -> pl.DataFrame:
 def _assert_close(got: pl.Series, want: pl.Series, name: str) -> None:
     assert (got.is_null() == want.is_null()).all(), name
     ok = got.is_not_null()
-    np.testing.assert_allclose(got.filter(ok).to_numpy(), want.filter(ok).to_numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(
+        got.filter(ok).to_numpy(), want.filter(ok).to_numpy(), rtol=1e-9, atol=1e-12, err_msg=name
+    )
 
 
 @pytest.fixture(scope="module")

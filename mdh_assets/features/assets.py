@@ -56,10 +56,14 @@ def mft_key(tf: str) -> dg.AssetKey:
 
 
 def _history(catalog: Catalog, date: dt.date, key, tf: str) -> pl.DataFrame | None:
-    """The candles before ``date`` that the longest window needs (as many days as exist)."""
-    days = math.ceil(history_bars(tf) * width_us(tf) / DAY_US)
-    frames = [catalog.read(candle_key(tf).path, date - dt.timedelta(days=n), key) for n in range(days, 0, -1)]
-    frames = [f for f in frames if f is not None]
+    """The candles just before ``date`` that the longest window needs: the unbroken run of
+    earlier days that exist (windows never span a missing day)."""
+    frames = []
+    for n in range(1, math.ceil(history_bars(tf) * width_us(tf) / DAY_US) + 1):
+        frame = catalog.read(candle_key(tf).path, date - dt.timedelta(days=n), key)
+        if frame is None:
+            break
+        frames.insert(0, frame)
     return pl.concat(frames).tail(history_bars(tf)) if frames else None
 
 

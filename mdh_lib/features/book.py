@@ -11,28 +11,39 @@ their input order, so "last" means last in the input.
 Notation for the chosen snapshot: ask level i (i = 0..4, 0 = best) has price ``a_i`` and
 amount ``A_i`` (raw ``asks[i].price`` / ``asks[i].amount``), bid level i ``b_i`` / ``B_i``.
 Prices are in quote currency, amounts in the instrument's amount unit as Tardis gives it.
+Columns, in order:
 
-| column | definition |
-|---|---|
-| timestamp | bucket start, ``Datetime("us", "UTC")`` |
-| asks[i].price ... bids[i].amount | the 20 raw level columns of the chosen snapshot |
-| mid | (a_0 + b_0) / 2 |
-| spread | a_0 - b_0 (price units) |
-| spread_bps | spread / mid * 1e4 |
-| microprice | (a_0 B_0 + b_0 A_0) / (B_0 + A_0): level-1 size-weighted price |
-| microprice_dev_bps | (microprice - mid) / mid * 1e4 |
-| imbalance_1 | (B_0 - A_0) / (B_0 + A_0), in [-1, 1] |
-| imbalance_5 | (bid_depth_5 - ask_depth_5) / (bid_depth_5 + ask_depth_5) |
-| bid_depth_5 / ask_depth_5 | B_0 + ... + B_4 / A_0 + ... + A_4 |
-| bid_cum_depth_k / ask_cum_depth_k, k = 1..4 | amount on the best k levels (k = 5 is *_depth_5) |
-| ask_dist_bps_i / bid_dist_bps_i, i = 0..4 | (a_i - mid) / mid * 1e4 and (mid - b_i) / mid * 1e4 (>= 0 in a sane book) |
-| bid_slope / ask_slope | OLS slope (with intercept) of cumulative depth on distance from mid over the 5 levels of a side, amount per bp: the liquidity added per bp walked into the book |
-| bid_wdist_bps / ask_wdist_bps | depth-weighted mean distance from mid, sum(B_i d_i) / sum(B_i) in bps (bids; asks alike) |
-| bid_vwap_5 / ask_vwap_5 | sum(b_i B_i) / sum(B_i), sum(a_i A_i) / sum(A_i): average price of the visible depth |
-| weighted_mid_5 | (ask_vwap_5 bid_depth_5 + bid_vwap_5 ask_depth_5) / (bid_depth_5 + ask_depth_5): the 5-level microprice |
-| ofi | order-flow imbalance of Cont, Kukanov & Stoikov (2014) on level 1 (amount units): the sum over consecutive snapshot pairs n-1 -> n whose later snapshot n lies in the bucket of e_n = 1{b_0,n >= b_0,n-1} B_0,n - 1{b_0,n <= b_0,n-1} B_0,n-1 - 1{a_0,n <= a_0,n-1} A_0,n + 1{a_0,n >= a_0,n-1} A_0,n-1; 0 for a bucket without snapshots. The first input snapshot has no predecessor; a pre-day snapshot is the predecessor of the first in-day one. |
-| snapshot_count | snapshots with timestamp in the bucket (Int64) |
-| staleness_ms | bucket end minus the chosen snapshot's timestamp, milliseconds (float) |
+- ``timestamp``: bucket start, ``Datetime("us", "UTC")``.
+- ``asks[0].price`` ... ``bids[4].amount``: the 20 raw level columns of the chosen snapshot.
+- ``mid`` = (a_0 + b_0) / 2; ``spread`` = a_0 - b_0 (price units);
+  ``spread_bps`` = spread / mid * 1e4.
+- ``microprice`` = (a_0 B_0 + b_0 A_0) / (B_0 + A_0), the level-1 size-weighted price;
+  ``microprice_dev_bps`` = (microprice - mid) / mid * 1e4.
+- ``imbalance_1`` = (B_0 - A_0) / (B_0 + A_0), in [-1, 1];
+  ``imbalance_5`` = (bid_depth_5 - ask_depth_5) / (bid_depth_5 + ask_depth_5).
+- ``bid_depth_5`` = B_0 + ... + B_4, ``ask_depth_5`` = A_0 + ... + A_4.
+- ``bid_cum_depth_k`` / ``ask_cum_depth_k``, k = 1..4: amount on the best k levels of the
+  side (k = 5 is ``*_depth_5``).
+- ``ask_dist_bps_i`` = (a_i - mid) / mid * 1e4 and ``bid_dist_bps_i`` = (mid - b_i) / mid * 1e4,
+  i = 0..4: distance d_i of each level from mid, >= 0 in an uncrossed book.
+- ``bid_slope`` / ``ask_slope``: OLS slope (with intercept) of the side's cumulative depth
+  Q_k (through level k) on its distance d_k over the five levels,
+  sum((d - mean d)(Q - mean Q)) / sum((d - mean d)^2), in amount per bp: the liquidity
+  added per bp walked into the book (high = steep, deep book).
+- ``bid_wdist_bps`` = sum(B_i d_i) / sum(B_i), ``ask_wdist_bps`` alike: depth-weighted mean
+  distance of the side's visible amount from mid, bps (low = liquidity close to mid).
+- ``bid_vwap_5`` = sum(b_i B_i) / sum(B_i), ``ask_vwap_5`` = sum(a_i A_i) / sum(A_i): the
+  average price of the visible depth.
+- ``weighted_mid_5`` = (ask_vwap_5 bid_depth_5 + bid_vwap_5 ask_depth_5)
+  / (bid_depth_5 + ask_depth_5): the microprice over 5 levels.
+- ``ofi``: order-flow imbalance of Cont, Kukanov & Stoikov (2014) on level 1, amount units:
+  the sum over consecutive snapshot pairs n-1 -> n whose later snapshot n lies in the bucket
+  of e_n = 1{b_0,n >= b_0,n-1} B_0,n - 1{b_0,n <= b_0,n-1} B_0,n-1 -
+  1{a_0,n <= a_0,n-1} A_0,n + 1{a_0,n >= a_0,n-1} A_0,n-1; 0 for a bucket without
+  snapshots. The first input snapshot has no predecessor; the last pre-day snapshot is the
+  predecessor of the first in-day one.
+- ``snapshot_count``: snapshots with timestamp in the bucket (Int64).
+- ``staleness_ms``: bucket end minus the chosen snapshot's timestamp, milliseconds (float).
 
 Missing values: a feature is null when any input it reads is null (a missing level, or no
 snapshot yet), so e.g. the 5-level sums of a side showing fewer than 5 levels are null while
@@ -42,8 +53,8 @@ over equal distances. A pair with a missing level-1 value adds nothing to ``ofi`
 Memory: `BookAggregator` keeps per-15s-bucket partials (at most 5,761 rows: the grid plus
 one pre-day row), the rows of the bucket still open at the chunk's end and the last folded
 row; every timeframe is rebuilt exactly from the 15s partials because each timeframe is a
-multiple of 15s aligned to the day. Each bucket is folded from all its rows at once, so the
-results are identical whatever the chunking.
+multiple of 15s aligned to the day. Each 15s bucket is folded from all its rows at once and
+sums run left to right, so the results are bit-identical whatever the chunking.
 """
 
 from __future__ import annotations
@@ -107,7 +118,8 @@ def _slope(dist: list[pl.Expr], cum: list[pl.Expr]) -> pl.Expr:
 
 def _features(frame: pl.LazyFrame, width: int) -> pl.LazyFrame:
     """Derived features of each row's chosen snapshot, in the documented column order."""
-    ap, aq, bp, bq = _level("asks", "price"), _level("asks", "amount"), _level("bids", "price"), _level("bids", "amount")
+    ap, aq = _level("asks", "price"), _level("asks", "amount")
+    bp, bq = _level("bids", "price"), _level("bids", "amount")
     ask_cum, bid_cum = list(itertools.accumulate(aq)), list(itertools.accumulate(bq))
     mid = pl.col("mid")
     ask_dist = [_div((p - mid) * 1e4, mid) for p in ap]
@@ -202,6 +214,7 @@ class BookAggregator:
         part = (
             pl.concat([self._prev, rows])
             .lazy()
+            .set_sorted("b")  # the timestamps were checked sorted: lets the group-by slice
             .with_columns(ofi=_ofi())
             .slice(self._prev.height)
             .group_by("b", maintain_order=True)
@@ -228,7 +241,7 @@ class BookAggregator:
         return (
             grid(self._date, tf)
             .lazy()
-            .with_columns(last_b=pl.col("bucket") + (width - 2 * BASE))
+            .with_columns(last_b=pl.col("bucket") + (width - BASE))
             .join_asof(parts.lazy().select("b", *_STATE), left_on="last_b", right_on="b", strategy="backward")
             .join(flows, on="bucket", how="left", maintain_order="left")
             .with_columns(pl.col("snapshot_count", "ofi").fill_null(0))

@@ -181,7 +181,7 @@ def mft_features(day: pl.DataFrame, history: pl.DataFrame | None, timeframe: str
         win_l.select(realized_vol_long=rv(long)).with_columns(
             realized_vol_long_annualized=pl.col("realized_vol_long") * math.sqrt(DAY_US * 365 / width / long)),
         win_s.select(realized_vol_short=rv(short), parkinson_vol_short=root_mean("pk", short),
-                 garman_klass_vol_short=root_mean("gk", short), flow_imbalance_short=imbalance(short)),
+                     garman_klass_vol_short=root_mean("gk", short), flow_imbalance_short=imbalance(short)),
         win_l.select(
             parkinson_vol_long=root_mean("pk", long),
             garman_klass_vol_long=root_mean("gk", long),

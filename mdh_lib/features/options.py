@@ -47,8 +47,8 @@ Columns:
     put_call_oi_ratio            sum of open_interest of puts / of calls over the options not yet
                                  expired at the bucket end; null when the calls' sum is 0
 
-Every feature is null while its inputs are missing (e.g. no eligible expiry after the last
-expiry more than a day away, or before the first snapshots).
+Every feature is null while its inputs are missing: before the first snapshots, when no expiry
+is eligible (e.g. the last listed one is less than a day away), or as stated above.
 
 ``options_columns`` gives the per-timeframe view the candles of the underlying's instruments
 join on: ``atm_mark_iv`` and ``skew_25d_put_call_ratio`` as of each candle's end.

@@ -145,8 +145,10 @@ def _deribit(base: str) -> list[dict]:
                                 expiry, contractType="inverse_future", underlyingIndex=index, **inverse))
     for since, expiry in _expiries(tuple(range(1, 13)), 90):
         centre = float(price_level(base, (since - EPOCH).days))
-        step = _nice_step(centre * 0.05)
-        count = 9 + stable_hash("strikes", base, expiry) % 3
+        # ~15 strikes 8% apart: wide enough that the 25-delta options stay bracketed as the
+        # price wanders over the 90 days an expiry is listed.
+        step = _nice_step(centre * 0.08)
+        count = 15 + stable_hash("strikes", base, expiry) % 3
         first = round(centre / step) - count // 2
         for i in range(count):
             strike = (first + i) * step
