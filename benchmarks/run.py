@@ -1,13 +1,19 @@
-"""`make bench`: generate a realistic day, then time each step against a baseline measured in
-the same run. Prints a table and writes benchmarks/results/latest.json.
+"""`make bench`: generate a realistic day, then time each step against a baseline measured
+in the same run. Prints a table and writes benchmarks/results/latest.json.
 
 Size: ``MDH_BENCH_TRADES`` trades for one perpetual (default 3,200,000), with book snapshots
-and the other data types in the sample generator's proportions.
+(3.2 per trade, so 10,240,000 at the default), ticker and liquidations in the sample
+generator's proportions.
 
-- ingest: parse + check + sort + atomic Parquet write of the trades file, as a ratio to
-  ``gzip -dc`` of the same file (the floor for any reader of the file).
-- window: a 5-minute window read from the day's Parquet (pushdown on timestamp statistics),
+- B1 ingest + candles: parse, check, sort and write the trades file, then all seven candle
+  timeframes with HFT features written to Parquet; ratio to ``gzip -dc`` of the same file.
+- B2 window read: a 5-minute window from the day's trades Parquet (statistics pushdown)
   as a ratio to a full-day read, with the row groups touched.
+- B3 peak memory: a fresh process ingests trades and book, builds candles and book features
+  (the whole day's processing); its peak RSS.
+- B4 concurrent download: 60 files from the sample server with 100 ms injected latency,
+  fetched together (`download_days`) against one by one.
+- B5 reference: the same candles from a plain pandas groupby per timeframe.
 """
 
 from __future__ import annotations
@@ -15,23 +21,33 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import resource
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pyarrow.compute as pc
+import pandas as pd
+import polars as pl
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
+from mdh_lib.candles import Instrument, candles, day_rows
+from mdh_lib.candles.trades import TRADE_COLUMNS
+from mdh_lib.features.book import BookAggregator
+from mdh_lib.ingest import stage_raw_file
+from mdh_lib.sample_server import SampleServer
 from mdh_lib.sample_server.synthetic import write_day
 from mdh_lib.storage import Storage
-from mdh_lib.tardis.parse import read_raw_csv
+from mdh_lib.tardis.client import DayFile, download_day, download_days
+from mdh_lib.timeframes import TIMEFRAMES, day_start_us
 
 DATE = dt.date(2024, 3, 1)
-EXCHANGE, SYMBOL = "binance-futures", "BTCUSDT"
+EXCHANGE, SYMBOL, KEY = "binance-futures", "BTCUSDT", "BINANCE-FUTURES:PERPETUAL:BTC-USDT"
 RESULTS = Path(__file__).resolve().parent / "results"
+TARGETS = {"B1": 2.0, "B2": 0.05, "B3": 2048.0, "B4": 10.0}
 
 
 def _timed(fn):
@@ -40,60 +56,154 @@ def _timed(fn):
     return time.perf_counter() - t0, value
 
 
-def bench_ingest(work: Path, trades: int) -> dict:
-    src = work / "trades.csv.gz"
-    gen_s, _ = _timed(lambda: write_day(str(src), EXCHANGE, "trades", DATE, SYMBOL, trades))
+def ingest_and_candles(src: Path, root: Path) -> int:
+    """B1's measured work: raw Parquet plus seven candle files; returns trades ingested."""
+    root.mkdir(parents=True, exist_ok=True)
+    storage = Storage(str(root))
+    staged = stage_raw_file(str(src), "trades", DATE, src.name, str(root / "staged.parquet"))
+    info = storage.commit(staged, "raw/trades/day.parquet")
+    trades = pl.read_parquet(storage.path("raw/trades/day.parquet"), columns=TRADE_COLUMNS)
+    frames = candles(day_rows(trades, None, DATE), DATE, Instrument(EXCHANGE, SYMBOL, KEY))
+    for tf, frame in frames.items():
+        storage.write_parquet(f"candles/{tf}/day.parquet", frame.to_arrow(), sorting_column="timestamp")
+    return info.rows
+
+
+def b1(src: Path, work: Path) -> dict:
     gunzip_s, _ = _timed(lambda: subprocess.run(["gzip", "-dc", str(src)], stdout=subprocess.DEVNULL, check=True))
-    storage = Storage(str(work / "root"))
-
-    def ingest():
-        table = read_raw_csv(str(src), "trades", DATE)
-        return storage.write_parquet("raw/trades/day.parquet", table, sorting_column="timestamp")
-
-    ingest_s, info = _timed(ingest)
-    return {"rows": info.rows, "generate_s": gen_s, "gzip_dc_s": gunzip_s, "ingest_s": ingest_s,
-            "ratio": ingest_s / gunzip_s, "parquet_bytes": info.bytes, "csv_gz_bytes": src.stat().st_size,
-            "path": storage.path("raw/trades/day.parquet")}
+    ours_s, rows = _timed(lambda: ingest_and_candles(src, work / "b1"))
+    return {"rows": rows, "gzip_dc_s": gunzip_s, "ingest_candles_s": ours_s, "ratio": ours_s / gunzip_s}
 
 
-def bench_window(path: str) -> dict:
+def b2(path: str) -> dict:
     full_s, full = _timed(lambda: pq.read_table(path))
-    start = int(dt.datetime.combine(DATE, dt.time(14, 0), dt.timezone.utc).timestamp() * 1e6)
+    start = day_start_us(DATE) + 14 * 3_600_000_000
     end = start + 300_000_000
     flt = [("timestamp", ">=", start), ("timestamp", "<", end)]
     win_s, window = _timed(lambda: pq.read_table(path, filters=flt))
     meta = pq.ParquetFile(path).metadata
     col = meta.schema.names.index("timestamp")
-    touched = sum(
-        1 for i in range(meta.num_row_groups)
-        if (s := meta.row_group(i).column(col).statistics) is not None and s.max >= start and s.min < end
-    )
-    mask = pc.and_(pc.greater_equal(full["timestamp"], start), pc.less(full["timestamp"], end))
-    assert window.num_rows == pc.sum(mask).as_py(), "window read lost rows"
+    touched = sum(1 for i in range(meta.num_row_groups)
+                  if (s := meta.row_group(i).column(col).statistics).max >= start and s.min < end)
+    inside = full.filter((full["timestamp"].to_numpy() >= start) & (full["timestamp"].to_numpy() < end))
+    assert window.num_rows == inside.num_rows, "window read lost rows"
     return {"full_s": full_s, "window_s": win_s, "ratio": win_s / full_s, "rows": window.num_rows,
             "row_groups_read": touched, "row_groups": meta.num_row_groups}
 
 
+def whole_day(trades_src: str, book_src: str, folder: str) -> None:
+    """B3's measured work (run in a fresh process by `b3`)."""
+    os.makedirs(folder, exist_ok=True)
+    storage = Storage(folder)
+    for data_type, src in (("trades", trades_src), ("book_snapshot_5", book_src)):
+        staged = stage_raw_file(src, data_type, DATE, os.path.basename(src), os.path.join(folder, "staged.parquet"))
+        storage.commit(staged, f"raw/{data_type}/day.parquet")
+    trades = pl.read_parquet(storage.path("raw/trades/day.parquet"), columns=TRADE_COLUMNS)
+    for tf, frame in candles(day_rows(trades, None, DATE), DATE, Instrument(EXCHANGE, SYMBOL, KEY)).items():
+        storage.write_parquet(f"candles/{tf}/day.parquet", frame.to_arrow(), sorting_column="timestamp")
+    del trades
+    book = BookAggregator(DATE)
+    pf = storage.parquet_file("raw/book_snapshot_5/day.parquet")
+    for i in range(pf.num_row_groups):
+        book.update(pl.from_arrow(pf.read_row_group(i)))
+    for tf, frame in book.finish().items():
+        storage.write_parquet(f"book/{tf}/day.parquet", frame.to_arrow(), sorting_column="timestamp")
+    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def b3(trades_src: Path, book_src: Path, work: Path) -> dict:
+    code = "import sys, benchmarks.run as b; b.whole_day(*sys.argv[1:])"
+    seconds, run = _timed(lambda: subprocess.run(
+        [sys.executable, "-c", code, str(trades_src), str(book_src), str(work / "b3")],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent))
+    return {**json.loads(run.stdout.strip().splitlines()[-1]), "seconds": seconds}
+
+
+def b4(work: Path) -> dict:
+    """Files served from disk (as Tardis serves ready files), so the figure is about the
+    download path, not the generator."""
+    def files(first: dt.date) -> list[DayFile]:
+        return [DayFile("binance", "trades", first + dt.timedelta(days=i), "BTCUSDT") for i in range(60)]
+
+    served = work / "b4-served"
+    for f in files(dt.date(2024, 1, 1)) + files(dt.date(2024, 4, 1)):
+        dest = served / f.exchange / f.data_type / f"{f.date:%Y/%m/%d}" / f"{f.symbol}.csv.gz"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        write_day(str(dest), f.exchange, f.data_type, f.date, f.symbol, 20_000)
+    with SampleServer(data_dir=str(served), latency_ms=100) as srv:
+        one_s, _ = _timed(lambda: [download_day(f, endpoint=srv.endpoint, api_key="", dest_dir=str(work / "b4a"))
+                                   for f in files(dt.date(2024, 1, 1))])
+        together_s, got = _timed(lambda: download_days(files(dt.date(2024, 4, 1)), endpoint=srv.endpoint,
+                                                       api_key="", dest_dir=str(work / "b4b")))
+    assert all(not isinstance(g, Exception) for g in got.values())
+    return {"files": 60, "latency_ms": 100, "one_by_one_s": one_s, "concurrent_s": together_s,
+            "speedup": one_s / together_s}
+
+
+def b5(src: Path, ours_candles_s: float) -> dict:
+    def pandas_candles():
+        df = pd.read_csv(src)
+        df = df[(df.timestamp >= day_start_us(DATE)) & (df.timestamp < day_start_us(DATE) + 86_400_000_000)]
+        df = df.sort_values("timestamp", kind="stable")
+        df["delay"] = (df.local_timestamp - df.timestamp) / 1000.0
+        df["notional"] = df.price * df.amount
+        df["buy"] = df.amount.where(df.side == "buy", 0.0)
+        df["sell"] = df.amount.where(df.side == "sell", 0.0)
+        for width in TIMEFRAMES.values():
+            g = df.groupby(df.timestamp // width * width)
+            g.agg(open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
+                  volume=("amount", "sum"), notional=("notional", "sum"), trades=("price", "size"),
+                  buy=("buy", "sum"), sell=("sell", "sum"), size_avg=("amount", "mean"),
+                  delay_median=("delay", "median"), delay_mean=("delay", "mean"), delay_min=("delay", "min"),
+                  delay_max=("delay", "max"))
+
+    pandas_s, _ = _timed(pandas_candles)
+    return {"pandas_s": pandas_s, "ours_s": ours_candles_s, "ratio_ours_to_pandas": ours_candles_s / pandas_s}
+
+
 def main() -> None:
-    trades = int(os.environ.get("MDH_BENCH_TRADES", 3_200_000))
+    trades_n = int(os.environ.get("MDH_BENCH_TRADES", 3_200_000))
+    console = Console(width=140)
     with tempfile.TemporaryDirectory(prefix="mdh-bench-") as tmp:
-        ingest = bench_ingest(Path(tmp), trades)
-        window = bench_window(ingest.pop("path"))
-    results = {"trades": trades, "ingest": ingest, "window": window}
+        work = Path(tmp)
+        srcs = {}
+        with console.status("generating the day ..."):
+            for data_type in ("trades", "book_snapshot_5"):
+                srcs[data_type] = work / f"{data_type}.csv.gz"
+                write_day(str(srcs[data_type]), EXCHANGE, data_type, DATE, SYMBOL, trades_n)
+        with console.status("B1 ingest + candles ..."):
+            r1 = b1(srcs["trades"], work)
+        with console.status("B2 window read ..."):
+            r2 = b2(str(work / "b1" / "raw/trades/day.parquet"))
+        with console.status("B3 peak memory ..."):
+            r3 = b3(srcs["trades"], srcs["book_snapshot_5"], work)
+        with console.status("B4 concurrent downloads ..."):
+            r4 = b4(work)
+        with console.status("B5 pandas reference ..."):
+            r5 = b5(srcs["trades"], r1["ingest_candles_s"])
+        book_rows = pq.read_metadata(work / "b3" / "raw/book_snapshot_5/day.parquet").num_rows
+    results = {"trades": r1["rows"], "book_rows": book_rows, "B1": r1, "B2": r2, "B3": r3, "B4": r4, "B5": r5}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
 
-    table = Table(title=f"mdh bench: {trades:,} trades, {EXCHANGE} {SYMBOL}")
-    for col in ("measure", "value", "baseline", "ratio"):
+    table = Table(title=f"mdh bench: {r1['rows']:,} trades, {book_rows:,} book snapshots ({EXCHANGE} {SYMBOL})")
+    for col in ("", "measure", "ours", "baseline", "result", "target"):
         table.add_column(col)
-    table.add_row("ingest trades (parse, check, sort, write)", f"{ingest['ingest_s']:.2f} s",
-                  f"gzip -dc {ingest['gzip_dc_s']:.2f} s", f"{ingest['ratio']:.2f}")
-    table.add_row("5-minute window read", f"{window['window_s'] * 1e3:.1f} ms",
-                  f"full day {window['full_s'] * 1e3:.1f} ms", f"{window['ratio']:.3f}")
-    table.add_row("row groups read for the window", str(window["row_groups_read"]), str(window["row_groups"]),
-                  f"{window['row_groups_read'] / window['row_groups']:.3f}")
-    Console().print(table)
-    Console().print(f"results: {RESULTS / 'latest.json'}")
+    ok = lambda good: "[green]met[/green]" if good else "[red]missed[/red]"
+    table.add_row("B1", "ingest + 7 timeframes", f"{r1['ingest_candles_s']:.2f} s", f"gzip -dc {r1['gzip_dc_s']:.2f} s",
+                  f"{r1['ratio']:.2f}x", f"<= {TARGETS['B1']} {ok(r1['ratio'] <= TARGETS['B1'])}")
+    table.add_row("B2", "5-minute window read", f"{r2['window_s'] * 1e3:.1f} ms", f"full day {r2['full_s'] * 1e3:.1f} ms",
+                  f"{r2['ratio']:.3f} ({r2['row_groups_read']}/{r2['row_groups']} row groups)",
+                  f"<= {TARGETS['B2']} {ok(r2['ratio'] <= TARGETS['B2'])}")
+    table.add_row("B3", "peak memory, whole day", f"{r3['peak_rss_mib']:.0f} MiB", "", f"{r3['seconds']:.1f} s",
+                  f"<= {TARGETS['B3']:.0f} MiB {ok(r3['peak_rss_mib'] <= TARGETS['B3'])}")
+    table.add_row("B4", "60 downloads, 100 ms latency", f"{r4['concurrent_s']:.2f} s",
+                  f"one by one {r4['one_by_one_s']:.2f} s", f"{r4['speedup']:.1f}x",
+                  f">= {TARGETS['B4']:.0f}x {ok(r4['speedup'] >= TARGETS['B4'])}")
+    table.add_row("B5", "pandas groupby reference", f"{r5['ours_s']:.2f} s (B1 work)", f"pandas {r5['pandas_s']:.2f} s",
+                  f"{r5['ratio_ours_to_pandas']:.2f}x", "reference")
+    console.print(table)
+    console.print(f"results: {RESULTS / 'latest.json'}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ Used by the CLI (and the demo); each step materializes assets in the persistent 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -15,15 +18,19 @@ import pyarrow as pa
 from mdh_assets.definitions import ASSETS
 from mdh_assets.partitions import RAW_PARTITIONS, partition_key
 from mdh_assets.reports.status import REPORTED
-from mdh_assets.resources import build_resources
+from mdh_assets.resources import TARDIS, build_resources
+from mdh_assets.resources.tardis import TardisResource
 from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materialize
 from mdh_lib.config import Settings, bypass_proxy_for_local
 from mdh_lib.definitions import Expected, expected_partitions
 from mdh_lib.instruments import InstrumentKey
 from mdh_lib.layout import instruments_path, missing_report_path
 from mdh_lib.storage import Storage
+from mdh_lib.tardis.client import DayFile, download_days
 
 INSTRUMENTS = dg.AssetKey(["instruments"])
+# Files in flight at once when `mdh download` prefetches (Tardis serves many in parallel).
+PREFETCH_CONCURRENCY = 20  # tardis-dev's own default
 REPORT = dg.AssetKey(["reports", "missing"])
 
 
@@ -156,3 +163,25 @@ def processing_groups(rt: Runtime, dates: list[dt.date], filters: Filters, step:
         keys = [dg.AssetKey([kind, tf]) for kind in ("candles", "book") for tf in timeframes]
         then += [(str(partition_key(date, k)), keys) for k in instruments]
     return first + then
+
+
+@contextmanager
+def prefetched(rt: Runtime, targets: list[Expected], concurrency: int = PREFETCH_CONCURRENCY,
+               on_start: Callable[[int], None] | None = None):
+    """Fetch the targets' files concurrently into a staging folder that this command's runs
+    read from (deleted afterwards, so nothing is reused by a later attempt). A file that
+    fails here is simply fetched again, and its error reported, by its own run."""
+    files = sorted({DayFile(e.exchange, e.data_type, e.date, e.source_symbol) for e in targets},
+                   key=lambda f: (f.date, f.exchange, f.data_type, f.symbol))
+    staging = tempfile.mkdtemp(prefix="mdh-staging-")
+    tardis = rt.resources[TARDIS]
+    if on_start and files:
+        on_start(len(files))
+    try:
+        download_days(files, endpoint=rt.settings.datasets_endpoint, api_key=str(rt.settings.tardis_api_key),
+                      dest_dir=staging, concurrency=concurrency)
+        rt.resources[TARDIS] = TardisResource(**{**tardis.model_dump(), "staging_dir": staging})
+        yield len(files)
+    finally:
+        rt.resources[TARDIS] = tardis
+        shutil.rmtree(staging, ignore_errors=True)

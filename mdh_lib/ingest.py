@@ -1,43 +1,77 @@
-"""One raw partition, end to end: download the Tardis file, parse and check it, filter it.
+"""One raw partition, end to end: download the Tardis file, parse and check it as a stream,
+write it sorted to a local Parquet file that the caller then commits (`Storage.commit`).
 
-The downloaded file lives in a fresh temporary folder for this attempt only, so a bad
-download is never reused on a retry; the caller writes the returned table atomically.
+Each attempt works in a fresh temporary folder, so a bad download is never reused on a
+retry; if anything fails, nothing reaches the storage root and the folder is removed.
+Memory holds one CSV block and one row group at a time, not the day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from mdh_lib.instruments import OPTIONS_DATA_TYPE, InstrumentKey
-from mdh_lib.tardis.client import download_day
-from mdh_lib.tardis.parse import read_raw_csv
+from mdh_lib.schemas import RAW_SCHEMAS
+from mdh_lib.storage import WriteInfo, write_local_parquet
+from mdh_lib.tardis.client import DayFile, Download, download_day
+from mdh_lib.tardis.parse import OutOfOrder, iter_raw_batches
 
 
 @dataclass(frozen=True)
 class RawDay:
-    table: pa.Table
+    """A checked day staged as local Parquet (``file.uri``, alone in its temporary folder)."""
+
+    file: WriteInfo
     source_url: str
     source_bytes: int
+
+    def discard(self) -> None:
+        shutil.rmtree(os.path.dirname(self.file.uri), ignore_errors=True)
+
+
+def stage_raw_file(path: str, data_type: str, date: dt.date, name: str, out: str,
+                   keep_prefix: str | None = None) -> WriteInfo:
+    """Parse, check and sort one downloaded file into ``out``; ``keep_prefix`` keeps only
+    rows whose symbol starts with it (one underlying of a grouped options chain)."""
+    def batches(**window):
+        for table in iter_raw_batches(path, data_type, date, name, **window):
+            yield table.filter(pc.starts_with(table["symbol"], keep_prefix)) if keep_prefix else table
+
+    schema = RAW_SCHEMAS[data_type]
+    try:
+        return write_local_parquet(out, schema, batches(), sorting_column="timestamp")
+    except OutOfOrder:  # rows later than the reorder window: sort the day in memory instead
+        return write_local_parquet(out, schema, batches(window_us=None), sorting_column="timestamp")
 
 
 def fetch_raw_day(
     data_type: str, date: dt.date, key: InstrumentKey, exchange: str, source_symbol: str, *,
-    endpoint: str, api_key: str,
+    endpoint: str, api_key: str, staging_dir: str = "",
 ) -> RawDay:
-    """Download and parse one day of ``data_type`` for ``key``; an options underlying
-    (``DERIBIT:OPTION:BTC``) keeps only its own rows of the venue's grouped chain."""
-    work = tempfile.mkdtemp(prefix="mdh-download-")
+    """Download and stage one day of ``data_type`` for ``key``; an options underlying
+    (``DERIBIT:OPTION:BTC``) keeps only its own rows of the venue's grouped chain.
+
+    ``staging_dir``: where `download_days` already fetched this command's files
+    concurrently; a file found there is used as is (that folder lives for one command)."""
+    wanted = DayFile(exchange, data_type, date, source_symbol)
+    staged = wanted.local_path(staging_dir) if staging_dir else ""
+    work = tempfile.mkdtemp(prefix="mdh-ingest-")
     try:
-        got = download_day(exchange, data_type, date, source_symbol, endpoint=endpoint, api_key=api_key, dest_dir=work)
-        table = read_raw_csv(got.path, data_type, date, name=got.url[len(endpoint) + 1:])
-    finally:
+        if staged and os.path.exists(staged):
+            got = Download(staged, wanted.url(endpoint), os.path.getsize(staged))
+        else:
+            got = download_day(wanted, endpoint=endpoint, api_key=api_key, dest_dir=os.path.join(work, "download"))
+        prefix = f"{key.symbol}-" if data_type == OPTIONS_DATA_TYPE else None
+        info = stage_raw_file(got.path, data_type, date, got.url[len(endpoint) + 1:],
+                              os.path.join(work, "day.parquet"), keep_prefix=prefix)
+        shutil.rmtree(os.path.join(work, "download"), ignore_errors=True)
+        return RawDay(info, got.url, got.bytes)
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
-    if data_type == OPTIONS_DATA_TYPE:
-        table = table.filter(pc.starts_with(table["symbol"], f"{key.symbol}-"))
-    return RawDay(table, got.url, got.bytes)
+        raise

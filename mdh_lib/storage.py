@@ -10,19 +10,23 @@ With ``STORAGE_EMULATOR_HOST`` set, gs:// goes to that endpoint with anonymous c
 
 from __future__ import annotations
 
-import math
 import os
+import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 
 import fsspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-# A day is cut into this many row groups at least, so a 5-minute window of a day sorted by
-# timestamp touches one or two of them (about 1-2% of the file); tiny days get one group.
-ROW_GROUPS_PER_DAY = 96
+# Row groups follow exchange time: one per 15 minutes of ``timestamp`` (96 a day), so a
+# 5-minute window touches one or two of them; a window with fewer than MIN_ROW_GROUP rows is
+# merged into the next, so small days are not cut into tiny groups.
+ROW_GROUP_SPAN_US = 900 * 1_000_000
 MIN_ROW_GROUP = 8_192
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True, write_page_index=True)
 
@@ -33,10 +37,57 @@ class WriteInfo:
     rows: int
     bytes: int
     row_groups: int
+    first_timestamp: int | None = None  # microseconds, when the data has a timestamp
+    last_timestamp: int | None = None
 
 
-def row_group_size(rows: int) -> int:
-    return max(MIN_ROW_GROUP, math.ceil(rows / ROW_GROUPS_PER_DAY))
+def _row_groups(batches: Iterable[pa.Table | pa.RecordBatch], sorting_column: str | None) -> Iterator[pa.Table]:
+    """Re-cut a stream of tables sorted by ``sorting_column`` into row groups on
+    `ROW_GROUP_SPAN_US` boundaries (at least `MIN_ROW_GROUP` rows each, but the last)."""
+    pending: list[pa.Table] = []
+    rows = 0
+    for batch in batches:
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        if not table.num_rows:
+            continue
+        pending.append(table)
+        rows += table.num_rows
+        if sorting_column is None or rows < MIN_ROW_GROUP:
+            continue
+        buf = pa.concat_tables(pending)
+        ts = pc.cast(buf[sorting_column], pa.int64()).to_numpy()
+        start = 0
+        while buf.num_rows - start >= MIN_ROW_GROUP:
+            end = (int(ts[start + MIN_ROW_GROUP - 1]) // ROW_GROUP_SPAN_US + 1) * ROW_GROUP_SPAN_US
+            cut = int(np.searchsorted(ts, end, side="left"))
+            if cut >= buf.num_rows:
+                break  # the window may still grow with the next batch
+            yield buf.slice(start, cut - start)
+            start = cut
+        pending, rows = [buf.slice(start)], buf.num_rows - start
+    if rows:
+        yield pa.concat_tables(pending)
+
+
+def write_local_parquet(path: str, schema: pa.Schema, batches: Iterable[pa.Table | pa.RecordBatch],
+                        sorting_column: str | None = None) -> WriteInfo:
+    """Stream sorted batches into a local Parquet file with time-based row groups; memory
+    holds one row group at a time."""
+    options = dict(PARQUET_OPTIONS)
+    ts_col = sorting_column if sorting_column in schema.names else None
+    if ts_col:
+        options["sorting_columns"] = [pq.SortingColumn(schema.names.index(ts_col))]
+    rows, first, last = 0, None, None
+    with pq.ParquetWriter(path, schema, **options) as writer:
+        for group in _row_groups(batches, ts_col):
+            writer.write_table(group.cast(schema), row_group_size=group.num_rows)
+            rows += group.num_rows
+            if ts_col:
+                micros = pc.cast(group[ts_col], pa.int64())
+                first = micros[0].as_py() if first is None else first
+                last = micros[-1].as_py()
+    meta = pq.read_metadata(path)
+    return WriteInfo(path, rows, os.path.getsize(path), meta.num_row_groups, first, last)
 
 
 class Storage:
@@ -87,33 +138,37 @@ class Storage:
         return sorted(p[len(self.base) + 1:] for p in self.fs.find(full))
 
     def write_parquet(self, rel: str, table: pa.Table, sorting_column: str | None = None) -> WriteInfo:
-        """Write ``table`` atomically; row groups sized by `row_group_size`."""
-        options = dict(PARQUET_OPTIONS)
-        if sorting_column and sorting_column in table.column_names:
-            options["sorting_columns"] = [pq.SortingColumn(table.column_names.index(sorting_column))]
-        target = self.path(rel)
-        parent = os.path.dirname(target)
-        if self.is_gcs:
-            tmp_dir = tempfile.mkdtemp(prefix="mdh-upload-")
-            tmp = os.path.join(tmp_dir, "part.parquet")
-        else:
-            os.makedirs(parent, exist_ok=True)
-            tmp = os.path.join(parent, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+        """Write a table atomically (see `commit`)."""
+        return self.write_batches(rel, table.schema, [table], sorting_column)
+
+    def write_batches(self, rel: str, schema: pa.Schema, batches: Iterable[pa.Table | pa.RecordBatch],
+                      sorting_column: str | None = None) -> WriteInfo:
+        """Stream batches into ``rel`` atomically; if the stream raises, nothing is written."""
+        folder = tempfile.mkdtemp(prefix="mdh-write-")
         try:
-            pq.write_table(table, tmp, row_group_size=row_group_size(table.num_rows), **options)
-            meta = pq.read_metadata(tmp)
-            nbytes = os.path.getsize(tmp)
-            if self.is_gcs:
-                self.fs.put_file(tmp, target)
-                self.fs.invalidate_cache(parent)
-            else:
-                os.replace(tmp, target)
+            info = write_local_parquet(os.path.join(folder, "part.parquet"), schema, batches, sorting_column)
+            return self.commit(info, rel)
         finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            if self.is_gcs:
-                os.rmdir(tmp_dir)
-        return WriteInfo(self.uri(rel), table.num_rows, nbytes, meta.num_row_groups)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def commit(self, local: WriteInfo, rel: str) -> WriteInfo:
+        """Place a finished local file at ``rel`` atomically: locally a hidden temporary copy
+        in the target folder renamed over the target, on GCS one upload (an object is only
+        visible once complete)."""
+        target = self.path(rel)
+        if self.is_gcs:
+            self.fs.put_file(local.uri, target)
+            self.fs.invalidate_cache(os.path.dirname(target))
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+            try:
+                shutil.copyfile(local.uri, tmp)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        return replace(local, uri=self.uri(rel))
 
     def parquet_file(self, rel: str) -> pq.ParquetFile:
         return pq.ParquetFile(self.fs.open(self.path(rel), "rb"))

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mdh_lib.storage import Storage, row_group_size
+from mdh_lib.storage import ROW_GROUP_SPAN_US, Storage
 
 REL = "raw/trades/date=2024-01-01/BINANCE_SPOT_PAIR_BTC-USDT.parquet"
 
@@ -19,15 +19,27 @@ def _table(n: int) -> pa.Table:
 def test_local_atomic_replace_and_failed_write_keeps_old(tmp_path):
     st = Storage(str(tmp_path))
     st.write_parquet(REL, _table(10), sorting_column="timestamp")
-    with pytest.raises(Exception):
-        st.write_parquet(REL, "not a table")  # type: ignore[arg-type]
+    def broken():
+        yield _table(5)
+        raise ValueError("stream broke")
+
+    with pytest.raises(ValueError, match="stream broke"):
+        st.write_batches(REL, _table(1).schema, broken(), sorting_column="timestamp")
     assert st.read_parquet(REL).num_rows == 10
     assert [p for p in os.listdir(tmp_path / "raw/trades/date=2024-01-01")] == ["BINANCE_SPOT_PAIR_BTC-USDT.parquet"]
-    info = st.write_parquet(REL, _table(1_000_000), sorting_column="timestamp")
-    assert info.rows == 1_000_000 and info.row_groups == 96
+    day = pa.table({"timestamp": pa.array(range(0, 86_400_000_000, 86_400), pa.int64())})  # 1M rows
+    info = st.write_batches(REL, day.schema, day.to_batches(max_chunksize=77_777), sorting_column="timestamp")
+    assert (info.rows, info.row_groups, info.first_timestamp, info.last_timestamp) == (
+        1_000_000, 96, 0, 86_400_000_000 - 86_400)
     meta = pq.read_metadata(st.path(REL))
     assert meta.row_group(0).sorting_columns[0].column_index == 0
-    assert row_group_size(100) == 8_192
+    for i in range(meta.num_row_groups):  # every group is one 15-minute window
+        stats = meta.row_group(i).column(0).statistics
+        assert stats.min // ROW_GROUP_SPAN_US == stats.max // ROW_GROUP_SPAN_US == i
+    assert st.write_parquet(REL, _table(100), sorting_column="timestamp").row_groups == 1
+    sparse = pa.table({"timestamp": pa.array(range(0, 86_400_000_000, 86_400_000_000 // 20_000), pa.int64())})
+    groups = st.write_parquet(REL, sparse, sorting_column="timestamp").row_groups
+    assert groups == 3  # windows merge until a group has MIN_ROW_GROUP rows: 8,192+, 8,192+, the rest
 
 
 def test_gcs_round_trip(gcs_emulator, monkeypatch):

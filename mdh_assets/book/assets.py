@@ -49,4 +49,4 @@ def book_assets(context: dg.AssetExecutionContext, storage: StorageResource):
         raise dg.Failure(description=f"book {date} {key}: grid checks failed; nothing written")
     for tf, frame in frames.items():
         yield dg.Output(frame.to_arrow(), output_name=book_key(tf).to_python_identifier(),
-                        metadata={"dagster/row_count": frame.height, "snapshots": snapshots})
+                        metadata={"snapshots": snapshots})

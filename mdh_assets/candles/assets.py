@@ -90,7 +90,6 @@ def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
         raise dg.Failure(description=f"candles {date} {key}: checks failed for {bad}; nothing written")
     for tf, frame in frames.items():
         yield dg.Output(frame.to_arrow(), output_name=candle_key(tf).to_python_identifier(), metadata={
-            "dagster/row_count": frame.height,
             "buckets_with_trades": int((frame["trade_count"] > 0).sum()),
             "trades": int(frame["trade_count"].sum()),
             "next_day_included": next_day is not None,

@@ -41,7 +41,7 @@ def options_features_asset(context: dg.AssetExecutionContext, storage: StorageRe
     if problems:
         raise dg.Failure(description=f"options features {date} {underlying}: {'; '.join(problems)}")
     yield dg.Output(frame.to_arrow(), metadata={
-        "dagster/row_count": frame.height, "chain_rows": chain.height,
+        "chain_rows": chain.height,
         "atm_mark_iv_last": _last(frame, "atm_mark_iv"), "skew_25d_put_call_ratio_last": _last(frame, "skew_25d_put_call_ratio"),
     })
 
@@ -99,4 +99,4 @@ def mft_assets(context: dg.AssetExecutionContext, storage: StorageResource):
         raise dg.Failure(description=f"mft {date} {key}: grid checks failed; nothing written")
     for tf, frame in frames.items():
         yield dg.Output(frame.to_arrow(), output_name=mft_key(tf).to_python_identifier(), metadata={
-            "dagster/row_count": frame.height, "history_bars": history_rows[tf], "history_bars_wanted": history_bars(tf)})
+            "history_bars": history_rows[tf], "history_bars_wanted": history_bars(tf)})

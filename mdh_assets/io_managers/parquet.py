@@ -4,11 +4,14 @@ Outputs are Arrow tables written atomically (`mdh_lib.storage`); inputs load as 
 """
 
 
+import datetime as dt
+
 import dagster as dg
 import pyarrow as pa
 
 from mdh_assets.partitions import DATE, INSTRUMENT
 from mdh_assets.resources.storage import StorageResource
+from mdh_lib.ingest import RawDay
 from mdh_lib.layout import dataset_path
 
 
@@ -19,15 +22,31 @@ def _partition_path(asset_key: dg.AssetKey, partition_key) -> str:
     return dataset_path(asset_key.path, partition_key)
 
 
+def _iso(micros: int | None) -> str:
+    return "" if micros is None else dt.datetime.fromtimestamp(micros / 1e6, dt.timezone.utc).isoformat()
+
+
 class ParquetIOManager(dg.ConfigurableIOManager):
+    """Writes an Arrow table, or commits a raw day already staged as local Parquet
+    (`mdh_lib.ingest.RawDay`, streamed there with bounded memory)."""
+
     storage: StorageResource
 
-    def handle_output(self, context: dg.OutputContext, obj: pa.Table) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pa.Table | RawDay) -> None:
         rel = _partition_path(context.asset_key, context.asset_partition_key)
-        info = self.storage.storage.write_parquet(rel, obj, sorting_column="timestamp")
-        context.add_output_metadata(
-            {"uri": dg.MetadataValue.path(info.uri), "bytes": info.bytes, "row_groups": info.row_groups}
-        )
+        if isinstance(obj, RawDay):
+            try:
+                info = self.storage.storage.commit(obj.file, rel)
+            finally:
+                obj.discard()
+        else:
+            info = self.storage.storage.write_parquet(rel, obj, sorting_column="timestamp")
+        context.add_output_metadata({
+            "dagster/row_count": info.rows, "uri": dg.MetadataValue.path(info.uri), "bytes": info.bytes,
+            "row_groups": info.row_groups,
+            **({"first_timestamp": _iso(info.first_timestamp), "last_timestamp": _iso(info.last_timestamp)}
+               if info.first_timestamp is not None else {}),
+        })
 
     def load_input(self, context: dg.InputContext) -> pa.Table:
         rel = _partition_path(context.asset_key, context.asset_partition_key)

@@ -10,7 +10,6 @@ outside its availability window, not in the universe) fails at once without a do
 import datetime as dt
 
 import dagster as dg
-import pyarrow.compute as pc
 
 from mdh_assets.partitions import RAW_PARTITIONS, split
 from mdh_assets.resources.storage import StorageResource
@@ -38,12 +37,6 @@ def _expected(storage: StorageResource, data_type: str, date: dt.date, key: Inst
     )
 
 
-def _micros_iso(value: int | None) -> str:
-    if value is None:
-        return ""
-    return dt.datetime.fromtimestamp(value / 1e6, dt.timezone.utc).isoformat()
-
-
 def build_raw_asset(data_type: str) -> dg.AssetsDefinition:
     asset_key = dg.AssetKey(["raw", data_type])
 
@@ -68,18 +61,9 @@ def build_raw_asset(data_type: str) -> dg.AssetsDefinition:
             raise dg.Failure(description=f"{data_type} {date} {key}: {exc}") from None
         except TardisError as exc:
             raise dg.Failure(description=f"{data_type} {date} {key}: {exc}") from None
-        ts = day.table["timestamp"]
-        yield dg.Output(
-            day.table,
-            metadata={
-                "dagster/row_count": day.table.num_rows,
-                "first_timestamp": _micros_iso(pc.min(ts).as_py()),
-                "last_timestamp": _micros_iso(pc.max(ts).as_py()),
-                "source_url": dg.MetadataValue.url(day.source_url),
-                "source_bytes": day.source_bytes,
-            },
-        )
-        yield dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True, metadata={"rows": day.table.num_rows})
+        yield dg.Output(day, metadata={
+            "source_url": dg.MetadataValue.url(day.source_url), "source_bytes": day.source_bytes})
+        yield dg.AssetCheckResult(check_name=SCHEMA_CHECK, passed=True, metadata={"rows": day.file.rows})
 
     return raw
 

@@ -18,6 +18,7 @@ from mdh_lib.tardis import client
 class TardisResource(dg.ConfigurableResource):
     datasets_endpoint: str
     api_endpoint: str
+    staging_dir: str = ""  # files that `mdh download` fetched concurrently before its runs
 
     def _api_key(self) -> str:
         return str(load_settings().tardis_api_key)
@@ -30,5 +31,6 @@ class TardisResource(dg.ConfigurableResource):
 
     def fetch_raw_day(self, data_type: str, date: dt.date, key: InstrumentKey, exchange: str, source_symbol: str) -> RawDay:
         return fetch_raw_day(
-            data_type, date, key, exchange, source_symbol, endpoint=self.datasets_endpoint, api_key=self._api_key()
+            data_type, date, key, exchange, source_symbol, endpoint=self.datasets_endpoint, api_key=self._api_key(),
+            staging_dir=self.staging_dir,
         )

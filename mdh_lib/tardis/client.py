@@ -7,6 +7,7 @@ and fails at once on 401, 403 and 404.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import urllib.error
@@ -59,6 +60,23 @@ def dataset_url(endpoint: str, exchange: str, data_type: str, date: dt.date, sym
 
 
 @dataclass(frozen=True)
+class DayFile:
+    """One Tardis dataset file: an exchange's data type for one symbol and UTC day."""
+
+    exchange: str
+    data_type: str
+    date: dt.date
+    symbol: str
+
+    def url(self, endpoint: str) -> str:
+        return dataset_url(endpoint, self.exchange, self.data_type, self.date, self.symbol)
+
+    def local_path(self, folder: str) -> str:
+        day = dt.datetime.combine(self.date, dt.time())
+        return os.path.join(folder, file_name(self.exchange, self.data_type, day, normalized_symbol(self.symbol), "csv"))
+
+
+@dataclass(frozen=True)
 class Download:
     path: str
     url: str
@@ -69,25 +87,49 @@ def file_name(exchange: str, data_type: str, date: dt.datetime, symbol: str, fmt
     return f"{exchange}/{data_type}/{date:%Y-%m-%d}/{symbol}.{fmt}.gz"
 
 
-def download_day(
-    exchange: str, data_type: str, date: dt.date, symbol: str, *, endpoint: str, api_key: str, dest_dir: str,
-    timeout: int = 600,
-) -> Download:
-    """Download one day's file into ``dest_dir`` (a fresh folder per attempt: a bad earlier
-    download is never reused) and return where it landed."""
-    bypass_proxy_for_local(endpoint)
-    url = dataset_url(endpoint, exchange, data_type, date, symbol)
+async def _download(f: DayFile, endpoint: str, api_key: str, dest_dir: str, timeout: int) -> Download:
     try:
-        tardis_dev.download_datasets(
-            exchange=exchange, data_types=[data_type], symbols=[symbol],
-            from_date=date.isoformat(), to_date=(date + dt.timedelta(days=1)).isoformat(),
+        await tardis_dev.download_datasets_async(
+            exchange=f.exchange, data_types=[f.data_type], symbols=[f.symbol],
+            from_date=f.date.isoformat(), to_date=(f.date + dt.timedelta(days=1)).isoformat(),
             api_key=api_key, download_dir=dest_dir, endpoint=endpoint, timeout=timeout,
             get_filename=file_name, skip_if_exists=False, concurrency=1,
         )
     except Exception as exc:  # the client raises HTTPError, aiohttp and OS errors alike
-        raise TardisError(_explain(exc, url, api_key)) from None
-    path = os.path.join(dest_dir, file_name(exchange, data_type, dt.datetime.combine(date, dt.time()), normalized_symbol(symbol), "csv"))
-    return Download(path, url, os.path.getsize(path))
+        raise TardisError(_explain(exc, f.url(endpoint), api_key)) from None
+    path = f.local_path(dest_dir)
+    return Download(path, f.url(endpoint), os.path.getsize(path))
+
+
+def download_days(
+    files: list[DayFile], *, endpoint: str, api_key: str, dest_dir: str, concurrency: int = 20, timeout: int = 600,
+) -> dict[DayFile, Download | TardisError]:
+    """Download many files at once (at most ``concurrency`` in flight), each through the
+    official client with its retries; a failure is returned in place of its download."""
+    bypass_proxy_for_local(endpoint)
+
+    async def run() -> list:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(f: DayFile):
+            async with gate:
+                try:
+                    return await _download(f, endpoint, api_key, dest_dir, timeout)
+                except TardisError as exc:
+                    return exc
+
+        return await asyncio.gather(*(one(f) for f in files))
+
+    return dict(zip(files, asyncio.run(run())))
+
+
+def download_day(f: DayFile, *, endpoint: str, api_key: str, dest_dir: str) -> Download:
+    """Download one file into ``dest_dir`` (give each attempt a fresh folder, so a bad
+    earlier download is never reused)."""
+    got = download_days([f], endpoint=endpoint, api_key=api_key, dest_dir=dest_dir)[f]
+    if isinstance(got, TardisError):
+        raise got
+    return got
 
 
 def exchange_details(exchange: str, *, endpoint: str) -> dict:

@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import numpy as np
 
 from mdh_lib.schemas import RAW_SCHEMAS, header, raw_schema
 
@@ -60,40 +61,104 @@ def _arrow_message(exc: Exception) -> str:
     return text[:300]
 
 
-def read_raw_csv(path: str, data_type: str, date: dt.date | None = None, name: str | None = None) -> pa.Table:
-    """Parse one Tardis ``.csv.gz`` file of ``data_type``; ``date`` enables the in-day check."""
-    name = name or os.path.basename(path)
+# Tardis orders a file by local arrival time; the exchange timestamp of a row is at most
+# this much older than the newest arrival seen so far (else the whole file is sorted in memory).
+REORDER_WINDOW_US = 60 * 1_000_000
+BLOCK_SIZE = 16 << 20
+
+
+class OutOfOrder(Exception):
+    """A row older than the reorder window: the streaming sort cannot place it, so the
+    caller starts again with ``window_us=None`` (sort the whole file in memory)."""
+
+
+def _reader(path: str, data_type: str, name: str):
     schema = RAW_SCHEMAS[data_type]
-    line = _first_line(path, name) if os.path.getsize(path) else None
-    if line is None:
-        return schema.empty_table()
-    _check_header(line, data_type, name)
     try:
-        table = pacsv.read_csv(
+        return pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=8 << 20),
+            read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE),
             convert_options=pacsv.ConvertOptions(
                 column_types=schema, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
             ),
         )
     except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
-        msg = _arrow_message(exc)
-        kind = "bad value" if "conversion error" in msg or "CSV parse error" in msg else "corrupt or truncated"
-        raise RawFileError(f"{name}: {kind}: {msg}") from None
-    table = table.select(schema.names).cast(schema)
-    try:
-        raw_schema(data_type, date).validate(pl.from_arrow(table), lazy=True)
-    except pandera.errors.SchemaErrors as exc:
-        failed = sorted({f"{e.get('column') or 'frame'}: {e.get('check')}" for errs in exc.message.get("DATA", {}).values() for e in errs}
-                        | {f"{e.get('column') or 'frame'}: {e.get('check')}" for errs in exc.message.get("SCHEMA", {}).values() for e in errs})
-        raise RawFileError(f"{name}: failed schema checks: {'; '.join(failed)[:300]}") from None
-    if table.num_rows and not _is_sorted(table["timestamp"]):
-        table = table.take(pc.sort_indices(table, sort_keys=[("timestamp", "ascending")]))
-    return table
+        raise RawFileError(f"{name}: {_kind(exc)}: {_arrow_message(exc)}") from None
 
 
-def _is_sorted(col: pa.ChunkedArray) -> bool:
-    values = col.combine_chunks()
-    if len(values) < 2:
-        return True
-    return bool(pc.all(pc.greater_equal(values[1:], values[:-1])).as_py())
+def _kind(exc: Exception) -> str:
+    msg = _arrow_message(exc)
+    return "bad value" if "conversion error" in msg or "CSV parse error" in msg else "corrupt or truncated"
+
+
+def _batches(path: str, data_type: str, date: dt.date | None, name: str):
+    """Checked batches in file order."""
+    schema = RAW_SCHEMAS[data_type]
+    check = raw_schema(data_type, date)
+    reader = _reader(path, data_type, name)
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
+            raise RawFileError(f"{name}: {_kind(exc)}: {_arrow_message(exc)}") from None
+        table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+        try:
+            check.validate(pl.from_arrow(table), lazy=True)
+        except pandera.errors.SchemaErrors as exc:
+            failed = sorted({f"{e.get('column') or 'frame'}: {e.get('check')}"
+                             for part in ("DATA", "SCHEMA") for errs in exc.message.get(part, {}).values() for e in errs})
+            raise RawFileError(f"{name}: failed schema checks: {'; '.join(failed)[:300]}") from None
+        yield table
+
+
+def _sorted(tables, window_us: int):
+    """Tables in exchange-timestamp order (stable), holding back only the rows younger than
+    the newest arrival minus ``window_us``."""
+    pending = None
+    newest = None
+    emitted = None
+    for table in tables:
+        if not table.num_rows:
+            continue
+        newest = max(newest or 0, pc.max(table["local_timestamp"]).as_py())
+        merged = table if pending is None else pa.concat_tables([pending, table])
+        merged = merged.take(pc.sort_indices(merged, sort_keys=[("timestamp", "ascending")]))
+        ts = merged["timestamp"].to_numpy()
+        cut = int(np.searchsorted(ts, newest - window_us, side="left"))
+        if cut:
+            if emitted is not None and ts[0] < emitted:
+                raise OutOfOrder
+            emitted = int(ts[cut - 1])
+            yield merged.slice(0, cut)
+        pending = merged.slice(cut)
+    if pending is not None and pending.num_rows:
+        if emitted is not None and pending["timestamp"][0].as_py() < emitted:
+            raise OutOfOrder
+        yield pending
+
+
+def iter_raw_batches(path: str, data_type: str, date: dt.date | None = None, name: str | None = None,
+                     window_us: int | None = REORDER_WINDOW_US):
+    """Parse one Tardis ``.csv.gz`` file of ``data_type`` as checked tables sorted by
+    ``timestamp``, holding back only ``window_us`` of rows (None: sort the whole file in
+    memory); raises `OutOfOrder` when a row is older than that window allows. ``date``
+    enables the in-day check."""
+    name = name or os.path.basename(path)
+    line = _first_line(path, name) if os.path.getsize(path) else None
+    if line is None:
+        return
+    _check_header(line, data_type, name)
+    batches = _batches(path, data_type, date, name)
+    if window_us is not None:
+        yield from _sorted(batches, window_us)
+        return
+    whole = pa.concat_tables(list(batches))
+    yield whole.take(pc.sort_indices(whole, sort_keys=[("timestamp", "ascending")]))
+
+
+def read_raw_csv(path: str, data_type: str, date: dt.date | None = None, name: str | None = None) -> pa.Table:
+    """The whole file as one table, sorted by timestamp (stable)."""
+    tables = list(iter_raw_batches(path, data_type, date, name, window_us=None))
+    return pa.concat_tables(tables) if tables else RAW_SCHEMAS[data_type].empty_table()
