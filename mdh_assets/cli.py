@@ -88,7 +88,6 @@ def _fail_lines(outcomes) -> int:
 
 def cmd_instruments(args) -> int:
     from mdh_assets.pipeline import ensure_instruments
-    from mdh_lib.layout import instruments_path
 
     rt, dates = _runtime(), _dates(args)
     outcomes = ensure_instruments(rt, dates, force=True)
@@ -96,8 +95,8 @@ def cmd_instruments(args) -> int:
     for col in ("date", "instruments", "by type"):
         table.add_column(col)
     for date in dates:
-        if rt.storage.exists(instruments_path(date)):
-            defs = rt.storage.read_parquet(instruments_path(date), columns=["instrument_type", "exchange"])
+        defs = rt.catalog.definitions(date)
+        if defs is not None:
             keep = [t for t, ex in zip(defs["instrument_type"].to_pylist(), defs["exchange"].to_pylist())
                     if not args.venues or ex in args.venues]
             counts = Counter(keep)

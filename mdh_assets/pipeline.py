@@ -24,7 +24,8 @@ from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materiali
 from mdh_lib.config import Settings, bypass_proxy_for_local
 from mdh_lib.definitions import Expected, expected_partitions
 from mdh_lib.instruments import InstrumentKey
-from mdh_lib.layout import instruments_path, missing_report_path
+from mdh_lib.catalog import Catalog
+from mdh_lib.layout import missing_report_path
 from mdh_lib.storage import Storage
 from mdh_lib.tardis.client import DayFile, download_days
 
@@ -75,12 +76,14 @@ class Runtime:
     instance: dg.DagsterInstance = field(init=False)
     resources: dict = field(init=False)
     storage: Storage = field(init=False)
+    catalog: Catalog = field(init=False)
 
     def __post_init__(self) -> None:
         bypass_proxy_for_local(self.settings.datasets_endpoint, self.settings.api_endpoint)
         self.instance = instance_for(self.settings)
         self.resources = build_resources(self.settings)
         self.storage = self.resources["storage"].storage
+        self.catalog = Catalog(self.storage)
 
     def run(self, selection: list[dg.AssetKey], partition: str) -> RunOutcome:
         return materialize(ASSETS, selection, partition, instance=self.instance, resources=self.resources)
@@ -94,7 +97,7 @@ def ensure_instruments(rt: Runtime, dates: list[dt.date], force: bool = False, p
     outcomes = []
     for date in dates:
         day = date.isoformat()
-        if force or not is_materialized(rt.instance, INSTRUMENTS, day) or not rt.storage.exists(instruments_path(date)):
+        if force or not is_materialized(rt.instance, INSTRUMENTS, day) or not rt.catalog.exists(("instruments",), date):
             outcomes.append(rt.run([INSTRUMENTS], day))
         if progress:
             progress(day)
@@ -102,8 +105,8 @@ def ensure_instruments(rt: Runtime, dates: list[dt.date], force: bool = False, p
 
 
 def expected_for(rt: Runtime, date: dt.date) -> list[Expected]:
-    rel = instruments_path(date)
-    return expected_partitions(rt.storage.read_parquet(rel)) if rt.storage.exists(rel) else []
+    definitions = rt.catalog.definitions(date)
+    return expected_partitions(definitions) if definitions is not None else []
 
 
 def refresh_reports(rt: Runtime, dates: list[dt.date]) -> tuple[pa.Table | None, list[RunOutcome]]:

@@ -14,13 +14,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
+import polars as pl
 import pyarrow.compute as pc
 
 from mdh_lib.instruments import OPTIONS_DATA_TYPE, InstrumentKey
 from mdh_lib.schemas import RAW_SCHEMAS
-from mdh_lib.storage import WriteInfo, write_local_parquet
+from mdh_lib.storage import WriteInfo, write_local_batches, write_local_frame
 from mdh_lib.tardis.client import DayFile, Download, download_day
-from mdh_lib.tardis.parse import OutOfOrder, iter_raw_batches
+from mdh_lib.tardis.parse import OutOfOrder, iter_raw_batches, parse_raw
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,27 @@ class RawDay:
         shutil.rmtree(os.path.dirname(self.file.uri), ignore_errors=True)
 
 
+# Compressed files up to this size are parsed whole on every core (a few hundred MB in
+# memory); larger ones stream (one CSV block and one row group in memory).
+WHOLE_FILE_BYTES = 96 << 20
+
+
 def stage_raw_file(path: str, data_type: str, date: dt.date, name: str, out: str,
                    keep_prefix: str | None = None) -> WriteInfo:
     """Parse, check and sort one downloaded file into ``out``; ``keep_prefix`` keeps only
     rows whose symbol starts with it (one underlying of a grouped options chain)."""
-    def batches(**window):
-        for table in iter_raw_batches(path, data_type, date, name, **window):
-            yield table.filter(pc.starts_with(table["symbol"], keep_prefix)) if keep_prefix else table
-
-    schema = RAW_SCHEMAS[data_type]
-    try:
-        return write_local_parquet(out, schema, batches(), sorting_column="timestamp")
-    except OutOfOrder:  # rows later than the reorder window: sort the day in memory instead
-        return write_local_parquet(out, schema, batches(window_us=None), sorting_column="timestamp")
+    if os.path.getsize(path) > WHOLE_FILE_BYTES:
+        batches = iter_raw_batches(path, data_type, date, name)
+        if keep_prefix:
+            batches = (t.filter(pc.starts_with(t["symbol"], keep_prefix)) for t in batches)
+        try:
+            return write_local_batches(out, RAW_SCHEMAS[data_type], batches, sorting_column="timestamp")
+        except OutOfOrder:  # rows later than the reorder window: sort the day in memory instead
+            pass
+    frame = parse_raw(path, data_type, date, name)
+    if keep_prefix:
+        frame = frame.filter(pl.col("symbol").str.starts_with(keep_prefix))
+    return write_local_frame(out, frame, sorting_column="timestamp")
 
 
 def fetch_raw_day(

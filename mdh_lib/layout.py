@@ -39,28 +39,12 @@ def dataset_path(dataset: tuple[str, ...] | list[str], date: dt.date | str, key:
     return f"{'/'.join(dataset)}/{day}/{name}.parquet"
 
 
-def instruments_path(date: dt.date | str) -> str:
-    return dataset_path(("instruments",), date)
-
-
 def raw_path(data_type: str, date: dt.date | str, key: InstrumentKey | str) -> str:
     return dataset_path(("raw", data_type), date, key)
 
 
 def candles_path(timeframe: str, date: dt.date | str, key: InstrumentKey | str) -> str:
     return dataset_path(("candles", timeframe), date, key)
-
-
-def book_path(timeframe: str, date: dt.date | str, key: InstrumentKey | str) -> str:
-    return dataset_path(("book", timeframe), date, key)
-
-
-def mft_path(timeframe: str, date: dt.date | str, key: InstrumentKey | str) -> str:
-    return dataset_path(("features", "mft", timeframe), date, key)
-
-
-def options_features_path(date: dt.date | str, underlying: InstrumentKey | str) -> str:
-    return dataset_path(("features", "options"), date, underlying)
 
 
 def missing_report_path(date: dt.date | str) -> str:

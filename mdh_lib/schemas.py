@@ -12,8 +12,8 @@ import pandera.polars as pdp
 import polars as pl
 import pyarrow as pa
 
-_HEAD = [("exchange", pa.string()), ("symbol", pa.string()), ("timestamp", pa.int64()), ("local_timestamp", pa.int64())]
-_TRADE = _HEAD + [("id", pa.string()), ("side", pa.string()), ("price", pa.float64()), ("amount", pa.float64())]
+_HEAD = [("exchange", pa.large_string()), ("symbol", pa.large_string()), ("timestamp", pa.int64()), ("local_timestamp", pa.int64())]
+_TRADE = _HEAD + [("id", pa.large_string()), ("side", pa.large_string()), ("price", pa.float64()), ("amount", pa.float64())]
 BOOK_LEVELS = 5
 BOOK_COLUMNS = [
     f"{side}[{i}].{field}" for i in range(BOOK_LEVELS) for side in ("asks", "bids") for field in ("price", "amount")
@@ -34,11 +34,11 @@ RAW_SCHEMAS: dict[str, pa.Schema] = {
     ),
     "options_chain": pa.schema(
         _HEAD
-        + [("type", pa.string()), ("strike_price", pa.float64()), ("expiration", pa.int64())]
+        + [("type", pa.large_string()), ("strike_price", pa.float64()), ("expiration", pa.int64())]
         + [(c, pa.float64()) for c in (
             "open_interest", "last_price", "bid_price", "bid_amount", "bid_iv", "ask_price", "ask_amount",
             "ask_iv", "mark_price", "mark_iv")]
-        + [("underlying_index", pa.string()), ("underlying_price", pa.float64())]
+        + [("underlying_index", pa.large_string()), ("underlying_price", pa.float64())]
         + [(c, pa.float64()) for c in ("delta", "gamma", "vega", "theta", "rho")]
     ),
 }
@@ -70,7 +70,7 @@ def _columns(data_type: str) -> dict[str, pdp.Column]:
             cols[c] = _col(pl.Float64, nullable=True, **({"greater_than": 0} if c.endswith("price") else {"greater_than_or_equal_to": 0}))
     elif data_type == "options_chain":
         for name, dtype in zip(RAW_SCHEMAS[data_type].names[4:], RAW_SCHEMAS[data_type].types[4:]):
-            cols[name] = _col(pl.Utf8 if dtype == pa.string() else pl.Int64 if dtype == pa.int64() else pl.Float64, nullable=True)
+            cols[name] = _col(pl.Utf8 if dtype == pa.large_string() else pl.Int64 if dtype == pa.int64() else pl.Float64, nullable=True)
         cols["type"] = _col(pl.Utf8, isin=(["call", "put"],))
         cols["strike_price"] = _col(pl.Float64, greater_than=0)
         cols["expiration"] = _col(pl.Int64, greater_than=0)

@@ -10,25 +10,28 @@ With ``STORAGE_EMULATOR_HOST`` set, gs:// goes to that endpoint with anonymous c
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import fsspec
-import numpy as np
+import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-# Row groups follow exchange time: one per 15 minutes of ``timestamp`` (96 a day), so a
-# 5-minute window touches one or two of them; a window with fewer than MIN_ROW_GROUP rows is
-# merged into the next, so small days are not cut into tiny groups.
-ROW_GROUP_SPAN_US = 900 * 1_000_000
+# A day in memory is written in ROW_GROUPS_PER_DAY row groups (at least MIN_ROW_GROUP rows
+# each) so that a 5-minute window of a day sorted by timestamp touches one or two of them;
+# a day too large for memory streams in groups of STREAM_ROW_GROUP rows.
+ROW_GROUPS_PER_DAY = 96
 MIN_ROW_GROUP = 8_192
-PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True, write_page_index=True)
+STREAM_ROW_GROUP = 131_072
+COMPRESSION = dict(compression="zstd", compression_level=1)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -41,53 +44,57 @@ class WriteInfo:
     last_timestamp: int | None = None
 
 
-def _row_groups(batches: Iterable[pa.Table | pa.RecordBatch], sorting_column: str | None) -> Iterator[pa.Table]:
-    """Re-cut a stream of tables sorted by ``sorting_column`` into row groups on
-    `ROW_GROUP_SPAN_US` boundaries (at least `MIN_ROW_GROUP` rows each, but the last)."""
-    pending: list[pa.Table] = []
-    rows = 0
-    for batch in batches:
-        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        if not table.num_rows:
-            continue
-        pending.append(table)
-        rows += table.num_rows
-        if sorting_column is None or rows < MIN_ROW_GROUP:
-            continue
-        buf = pa.concat_tables(pending)
-        ts = pc.cast(buf[sorting_column], pa.int64()).to_numpy()
-        start = 0
-        while buf.num_rows - start >= MIN_ROW_GROUP:
-            end = (int(ts[start + MIN_ROW_GROUP - 1]) // ROW_GROUP_SPAN_US + 1) * ROW_GROUP_SPAN_US
-            cut = int(np.searchsorted(ts, end, side="left"))
-            if cut >= buf.num_rows:
-                break  # the window may still grow with the next batch
-            yield buf.slice(start, cut - start)
-            start = cut
-        pending, rows = [buf.slice(start)], buf.num_rows - start
-    if rows:
-        yield pa.concat_tables(pending)
+def row_group_size(rows: int) -> int:
+    return max(MIN_ROW_GROUP, math.ceil(rows / ROW_GROUPS_PER_DAY))
 
 
-def write_local_parquet(path: str, schema: pa.Schema, batches: Iterable[pa.Table | pa.RecordBatch],
+def _micros(value) -> int:
+    """An int64 timestamp, or a UTC datetime, as microseconds since the epoch."""
+    return value if isinstance(value, int) else (value - EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _info(path: str, rows: int, first, last) -> WriteInfo:
+    return WriteInfo(path, rows, os.path.getsize(path), pq.read_metadata(path).num_row_groups,
+                     None if first is None else _micros(first), None if last is None else _micros(last))
+
+
+def write_local_frame(path: str, frame: pl.DataFrame | pa.Table, sorting_column: str | None = None) -> WriteInfo:
+    """Write a day held in memory (polars' writer encodes columns in parallel)."""
+    frame = frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame)
+    frame.write_parquet(path, statistics=True, row_group_size=row_group_size(frame.height), **COMPRESSION)
+    ts = frame[sorting_column] if sorting_column in frame.columns and frame.height else None
+    return _info(path, frame.height, None if ts is None else ts[0], None if ts is None else ts[-1])
+
+
+def write_local_batches(path: str, schema: pa.Schema, batches: Iterable[pa.Table | pa.RecordBatch],
                         sorting_column: str | None = None) -> WriteInfo:
-    """Stream sorted batches into a local Parquet file with time-based row groups; memory
-    holds one row group at a time."""
-    options = dict(PARQUET_OPTIONS)
-    ts_col = sorting_column if sorting_column in schema.names else None
-    if ts_col:
-        options["sorting_columns"] = [pq.SortingColumn(schema.names.index(ts_col))]
-    rows, first, last = 0, None, None
-    with pq.ParquetWriter(path, schema, **options) as writer:
-        for group in _row_groups(batches, ts_col):
-            writer.write_table(group.cast(schema), row_group_size=group.num_rows)
-            rows += group.num_rows
-            if ts_col:
-                micros = pc.cast(group[ts_col], pa.int64())
-                first = micros[0].as_py() if first is None else first
-                last = micros[-1].as_py()
-    meta = pq.read_metadata(path)
-    return WriteInfo(path, rows, os.path.getsize(path), meta.num_row_groups, first, last)
+    """Stream sorted batches into a local file; memory holds one row group at a time."""
+    rows, first, last, pending = 0, None, None, []
+    with pq.ParquetWriter(path, schema, **COMPRESSION) as writer:
+        def flush():
+            group = pa.concat_tables(pending)
+            writer.write_table(group if group.schema == schema else group.cast(schema), row_group_size=group.num_rows)
+            pending.clear()
+
+        for batch in batches:
+            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            if not table.num_rows:
+                continue
+            if sorting_column:
+                first = table[sorting_column][0].as_py() if first is None else first
+                last = table[sorting_column][-1].as_py()
+            pending.append(table)
+            rows += table.num_rows
+            while sum(t.num_rows for t in pending) >= STREAM_ROW_GROUP:
+                whole = pa.concat_tables(pending)
+                pending[:] = [whole.slice(0, STREAM_ROW_GROUP)]
+                rest = whole.slice(STREAM_ROW_GROUP)
+                flush()
+                if rest.num_rows:
+                    pending.append(rest)
+        if pending:
+            flush()
+    return _info(path, rows, first, last)
 
 
 class Storage:
@@ -137,17 +144,19 @@ class Storage:
             return []
         return sorted(p[len(self.base) + 1:] for p in self.fs.find(full))
 
-    def write_parquet(self, rel: str, table: pa.Table, sorting_column: str | None = None) -> WriteInfo:
-        """Write a table atomically (see `commit`)."""
-        return self.write_batches(rel, table.schema, [table], sorting_column)
+    def write_parquet(self, rel: str, frame: pa.Table | pl.DataFrame, sorting_column: str | None = None) -> WriteInfo:
+        """Write a frame atomically (see `commit`)."""
+        return self._via_local(rel, lambda path: write_local_frame(path, frame, sorting_column))
 
     def write_batches(self, rel: str, schema: pa.Schema, batches: Iterable[pa.Table | pa.RecordBatch],
                       sorting_column: str | None = None) -> WriteInfo:
         """Stream batches into ``rel`` atomically; if the stream raises, nothing is written."""
+        return self._via_local(rel, lambda path: write_local_batches(path, schema, batches, sorting_column))
+
+    def _via_local(self, rel: str, write) -> WriteInfo:
         folder = tempfile.mkdtemp(prefix="mdh-write-")
         try:
-            info = write_local_parquet(os.path.join(folder, "part.parquet"), schema, batches, sorting_column)
-            return self.commit(info, rel)
+            return self.commit(write(os.path.join(folder, "part.parquet")), rel)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

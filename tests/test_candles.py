@@ -187,3 +187,16 @@ def test_checks_fail_on_broken_candles(breakage, failure):
     assert check_candles(good, REAL_DAY, "1m") == []
     problems = check_candles(breakage(good), REAL_DAY, "1m")
     assert problems and any(failure in p for p in problems), problems
+
+
+def test_grid_check_of_feature_frames_fails_on_broken_data():
+    """The `full_grid` check of book, MFT and options features."""
+    from mdh_lib.timeframes import grid, grid_failures, to_datetime
+
+    d = dt.date(2024, 1, 1)
+    good = grid(d, "1m").with_columns(to_datetime()).drop("bucket")
+    assert grid_failures(good, d, "1m") == []
+    assert grid_failures(good.head(10), d, "1m") == ["full_grid: 10 rows, expected 1440"]
+    assert "is not the start of" in grid_failures(good, dt.date(2024, 1, 2), "1m")[0]
+    shuffled = pl.concat([good.slice(0, 1), good.slice(2, 1), good.slice(1, 1), good.slice(3)])
+    assert grid_failures(shuffled, d, "1m") == ["full_grid: timestamps are not the day's consecutive buckets"]

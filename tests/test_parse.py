@@ -68,3 +68,32 @@ def test_wrong_header_and_bad_value(tmp_path):
         b"exchange,symbol,timestamp,local_timestamp,id,side,price,amount\nbinance,BTCUSDT,1,2,7,up,5,1\n"))
     with pytest.raises(RawFileError, match="side"):
         read_raw_csv(str(bad_side), "trades")
+
+
+def test_streamed_large_day_equals_whole_read(trades_gz, tmp_path, monkeypatch):
+    """Days above WHOLE_FILE_BYTES stream through a reorder window; the stored day is the
+    same as the whole read, and a file more out of order than the window falls back."""
+    import polars as pl
+
+    from mdh_lib import ingest
+    from mdh_lib.tardis import parse
+
+    whole = read_raw_csv(str(trades_gz), "trades", dt.date(2020, 2, 22))
+    monkeypatch.setattr(ingest, "WHOLE_FILE_BYTES", 0)
+    monkeypatch.setattr(parse, "BLOCK_SIZE", 64 << 10)  # many small blocks
+    streamed = ingest.stage_raw_file(str(trades_gz), "trades", dt.date(2020, 2, 22), "t", str(tmp_path / "s.parquet"))
+    assert pl.read_parquet(tmp_path / "s.parquet").equals(pl.from_arrow(whole))
+    assert streamed.rows == 9_999
+
+    # a message delayed by 200 s: older than the 60 s reorder window allows
+    t0 = 1_704_067_200_000_000
+    lines = [f"binance,BTCUSDT,{t0 + i * 10_000},{t0 + i * 10_000 + 500},{i},buy,1,1" for i in range(20_000)]
+    lines.append(f"binance,BTCUSDT,{t0 + 5_000},{t0 + 200_000_000},late,sell,1,1")  # 200 s after the fact
+    late = tmp_path / "late.csv.gz"
+    late.write_bytes(gzip.compress(("exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
+                                    + "\n".join(lines) + "\n").encode()))
+    with pytest.raises(parse.OutOfOrder):
+        list(parse.iter_raw_batches(str(late), "trades"))
+    fallback = ingest.stage_raw_file(str(late), "trades", dt.date(2024, 1, 1), "late", str(tmp_path / "f.parquet"))
+    stored = pl.read_parquet(tmp_path / "f.parquet")
+    assert fallback.rows == 20_001 and stored["timestamp"].is_sorted() and stored["id"][1] == "late"

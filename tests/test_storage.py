@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mdh_lib.storage import ROW_GROUP_SPAN_US, Storage
+from mdh_lib.storage import ROW_GROUPS_PER_DAY, STREAM_ROW_GROUP, Storage
 
 REL = "raw/trades/date=2024-01-01/BINANCE_SPOT_PAIR_BTC-USDT.parquet"
 
@@ -28,18 +28,16 @@ def test_local_atomic_replace_and_failed_write_keeps_old(tmp_path):
     assert st.read_parquet(REL).num_rows == 10
     assert [p for p in os.listdir(tmp_path / "raw/trades/date=2024-01-01")] == ["BINANCE_SPOT_PAIR_BTC-USDT.parquet"]
     day = pa.table({"timestamp": pa.array(range(0, 86_400_000_000, 86_400), pa.int64())})  # 1M rows
-    info = st.write_batches(REL, day.schema, day.to_batches(max_chunksize=77_777), sorting_column="timestamp")
+    info = st.write_parquet(REL, day, sorting_column="timestamp")
     assert (info.rows, info.row_groups, info.first_timestamp, info.last_timestamp) == (
-        1_000_000, 96, 0, 86_400_000_000 - 86_400)
+        1_000_000, ROW_GROUPS_PER_DAY, 0, 86_400_000_000 - 86_400)
     meta = pq.read_metadata(st.path(REL))
-    assert meta.row_group(0).sorting_columns[0].column_index == 0
-    for i in range(meta.num_row_groups):  # every group is one 15-minute window
-        stats = meta.row_group(i).column(0).statistics
-        assert stats.min // ROW_GROUP_SPAN_US == stats.max // ROW_GROUP_SPAN_US == i
+    for i in range(meta.num_row_groups):  # statistics let a reader skip groups
+        assert meta.row_group(i).column(0).statistics.has_min_max
     assert st.write_parquet(REL, _table(100), sorting_column="timestamp").row_groups == 1
-    sparse = pa.table({"timestamp": pa.array(range(0, 86_400_000_000, 86_400_000_000 // 20_000), pa.int64())})
-    groups = st.write_parquet(REL, sparse, sorting_column="timestamp").row_groups
-    assert groups == 3  # windows merge until a group has MIN_ROW_GROUP rows: 8,192+, 8,192+, the rest
+    streamed = st.write_batches(REL, day.schema, day.to_batches(max_chunksize=77_777), sorting_column="timestamp")
+    assert (streamed.rows, streamed.row_groups) == (1_000_000, -(-1_000_000 // STREAM_ROW_GROUP))
+    assert st.read_parquet(REL)["timestamp"].to_pylist() == day["timestamp"].to_pylist()
 
 
 def test_gcs_round_trip(gcs_emulator, monkeypatch):

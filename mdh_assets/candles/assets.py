@@ -33,13 +33,25 @@ def _same_and_next_day() -> dg.MultiPartitionMapping:
 
 
 def _required(catalog: Catalog, data_type: str, date: dt.date, key, definition: dict, columns=None):
-    """A raw frame the day's definitions call for; its absence fails the partition."""
+    """A raw frame the day's definitions call for (None when they do not); its absence
+    fails the partition."""
     if data_type not in definition["data_types"]:
         return None
     frame = catalog.read(("raw", data_type), date, key, columns=columns)
     if frame is None:
         raise dg.Failure(description=f"candles {date} {key}: raw/{data_type} is not downloaded; run mdh download first")
     return frame
+
+
+def _day_ticks(catalog: Catalog, data_type: str, date: dt.date, key, definition: dict, columns: list[str]):
+    """(rows stamped in ``date``, rows taken from the next day's file or None when that file
+    is not there yet); see `mdh_lib.candles.day_rows` for the policy."""
+    today = _required(catalog, data_type, date, key, definition, columns)
+    if today is None:
+        return None, None
+    late = catalog.read(("raw", data_type), date + dt.timedelta(days=1), key, columns=columns,
+                        filters=[("timestamp", "<", day_start_us(date) + DAY_US)])
+    return day_rows(today, late, date), late
 
 
 @dg.multi_asset(
@@ -63,22 +75,15 @@ def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
     definition = instrument_row(definitions, key) if definitions is not None else None
     if definition is None:
         raise dg.Failure(description=f"candles {date} {key}: not in the instrument definitions of {date}")
-    trades = _required(catalog, "trades", date, key, definition, TRADE_COLUMNS)
+    trades, late = _day_ticks(catalog, "trades", date, key, definition, TRADE_COLUMNS)
     if trades is None:
         raise dg.Failure(description=f"candles {date} {key}: no trades data type for this instrument")
-    end = day_start_us(date) + DAY_US
-    next_day = catalog.read(("raw", "trades"), date + dt.timedelta(days=1), key, columns=TRADE_COLUMNS,
-                            filters=[("timestamp", "<", end)])
-    liquidations = _required(catalog, "liquidations", date, key, definition, ["timestamp", "side", "amount"])
-    liq_next = catalog.read(("raw", "liquidations"), date + dt.timedelta(days=1), key,
-                            columns=["timestamp", "side", "amount"], filters=[("timestamp", "<", end)]) if liquidations is not None else None
+    liquidations, _ = _day_ticks(catalog, "liquidations", date, key, definition, ["timestamp", "side", "amount"])
     underlying = options_underlying(definitions, key.base)
     features = catalog.read(("features", "options"), date, underlying) if underlying else None
-    day_trades = day_rows(trades, next_day, date)
     frames = candles(
-        day_trades, date, Instrument.from_definitions(definitions, key), timeframes=timeframes,
-        ticker=_required(catalog, "derivative_ticker", date, key, definition),
-        liquidations=day_rows(liquidations, liq_next, date) if liquidations is not None else None,
+        trades, date, Instrument.from_definitions(definitions, key), timeframes=timeframes,
+        ticker=_required(catalog, "derivative_ticker", date, key, definition), liquidations=liquidations,
         options={tf: options_columns(features, tf) for tf in timeframes} if features is not None else None,
     )
     failures = {tf: check_candles(frame, date, tf) for tf, frame in frames.items()}
@@ -92,7 +97,7 @@ def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
         yield dg.Output(frame.to_arrow(), output_name=candle_key(tf).to_python_identifier(), metadata={
             "buckets_with_trades": int((frame["trade_count"] > 0).sum()),
             "trades": int(frame["trade_count"].sum()),
-            "next_day_included": next_day is not None,
-            "late_trades_from_next_day": 0 if next_day is None else next_day.height,
+            "next_day_included": late is not None,
+            "late_trades_from_next_day": 0 if late is None else late.height,
             "options_columns": features is not None,
         })

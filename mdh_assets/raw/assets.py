@@ -16,7 +16,7 @@ from mdh_assets.resources.storage import StorageResource
 from mdh_assets.resources.tardis import TardisResource
 from mdh_lib.definitions import Expected, expected_partitions
 from mdh_lib.instruments import RAW_DATA_TYPES, InstrumentKey
-from mdh_lib.layout import instruments_path
+from mdh_lib.catalog import Catalog
 from mdh_lib.tardis.client import TardisError
 from mdh_lib.tardis.parse import RawFileError
 
@@ -25,10 +25,10 @@ TARDIS_POOL = "tardis"
 
 
 def _expected(storage: StorageResource, data_type: str, date: dt.date, key: InstrumentKey) -> Expected:
-    rel = instruments_path(date)
-    if not storage.storage.exists(rel):
+    definitions = Catalog(storage.storage).definitions(date)
+    if definitions is None:
         raise dg.Failure(description=f"{data_type} {date} {key}: no instrument definitions for {date}; materialize instruments {date} first")
-    for e in expected_partitions(storage.storage.read_parquet(rel)):
+    for e in expected_partitions(definitions):
         if e.data_type == data_type and e.key == str(key):
             return e
     raise dg.Failure(

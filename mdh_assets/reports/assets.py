@@ -12,7 +12,7 @@ from mdh_assets.partitions import daily
 from mdh_assets.reports.status import status_table
 from mdh_assets.resources.storage import StorageResource
 from mdh_lib.definitions import expected_partitions
-from mdh_lib.layout import instruments_path
+from mdh_lib.catalog import Catalog
 
 
 @dg.asset(
@@ -25,9 +25,9 @@ from mdh_lib.layout import instruments_path
 )
 def missing_report(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Output[pa.Table]:
     date = dt.date.fromisoformat(context.partition_key)
-    rel = instruments_path(date)
-    if not storage.storage.exists(rel):
+    definitions = Catalog(storage.storage).definitions(date)
+    if definitions is None:
         raise dg.Failure(description=f"missing report {date}: no instrument definitions for {date}; materialize instruments {date} first")
-    table = status_table(context.instance, expected_partitions(storage.storage.read_parquet(rel)))
+    table = status_table(context.instance, expected_partitions(definitions))
     counts = Counter(table["status"].to_pylist())
     return dg.Output(table, metadata=dict(sorted(counts.items())))

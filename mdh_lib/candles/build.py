@@ -42,9 +42,11 @@ def candles(
     """Full-grid candles per timeframe. ``trades``/``liquidations`` are the day's rows
     (`day_rows`); ``ticker`` the day's file as is; ``options`` per timeframe the frames of
     `mdh_lib.features.options.options_columns` for the instrument's underlying."""
+    timeframes = list(timeframes)
+    bars = trade_bars(trades, timeframes)
     out = {}
     for tf in timeframes:
-        frame = on_grid(grid(date, tf), trade_bars(trades, tf))
+        frame = on_grid(grid(date, tf), bars[tf])
         frame = frame.join(ticker_columns(grid(date, tf), ticker, tf), on="bucket", how="left")
         frame = with_liquidations(frame, liquidation_columns(liquidations, tf))
         frame = frame.with_columns(to_datetime())

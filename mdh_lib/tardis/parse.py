@@ -1,10 +1,11 @@
-"""Tardis CSV.gz files to Arrow tables, with one clear error for any bad file.
+"""Tardis CSV.gz files to checked frames, with one clear error for any bad file.
 
 A day without data is an empty gzip with no header at all: that is zero rows, not an error.
 Anything else that is not exactly Tardis's format (corrupt or truncated gzip, a wrong
 header, a value of the wrong type, a failed Pandera check) raises `RawFileError` naming the
-file. The result is sorted by exchange ``timestamp`` (stable, so ties keep Tardis's
-``local_timestamp`` order).
+file. Results are sorted by exchange ``timestamp`` (stable, so ties keep Tardis's
+``local_timestamp`` order). `parse_raw` reads a day whole on every core; `iter_raw_batches`
+streams a day too large for memory.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import gzip
 import os
 import zlib
 
+import numpy as np
 import pandera.errors
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import numpy as np
 
 from mdh_lib.schemas import RAW_SCHEMAS, header, raw_schema
 
@@ -62,14 +63,14 @@ def _arrow_message(exc: Exception) -> str:
 
 
 # Tardis orders a file by local arrival time; the exchange timestamp of a row is at most
-# this much older than the newest arrival seen so far (else the whole file is sorted in memory).
+# assumed at most this much older than the newest arrival seen so far (see `OutOfOrder`).
 REORDER_WINDOW_US = 60 * 1_000_000
 BLOCK_SIZE = 16 << 20
 
 
 class OutOfOrder(Exception):
     """A row older than the reorder window: the streaming sort cannot place it, so the
-    caller starts again with ``window_us=None`` (sort the whole file in memory)."""
+    caller starts again with `parse_raw` (the whole file in memory)."""
 
 
 def _reader(path: str, data_type: str, name: str):
@@ -91,8 +92,18 @@ def _kind(exc: Exception) -> str:
     return "bad value" if "conversion error" in msg or "CSV parse error" in msg else "corrupt or truncated"
 
 
+def _checked(table: pa.Table | pl.DataFrame, check, name: str):
+    try:
+        check.validate(table if isinstance(table, pl.DataFrame) else pl.from_arrow(table), lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        failed = sorted({f"{e.get('column') or 'frame'}: {e.get('check')}"
+                         for part in ("DATA", "SCHEMA") for errs in exc.message.get(part, {}).values() for e in errs})
+        raise RawFileError(f"{name}: failed schema checks: {'; '.join(failed)[:300]}") from None
+    return table
+
+
 def _batches(path: str, data_type: str, date: dt.date | None, name: str):
-    """Checked batches in file order."""
+    """Checked batches in file order, one CSV block at a time."""
     schema = RAW_SCHEMAS[data_type]
     check = raw_schema(data_type, date)
     reader = _reader(path, data_type, name)
@@ -103,14 +114,34 @@ def _batches(path: str, data_type: str, date: dt.date | None, name: str):
             return
         except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
             raise RawFileError(f"{name}: {_kind(exc)}: {_arrow_message(exc)}") from None
-        table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
-        try:
-            check.validate(pl.from_arrow(table), lazy=True)
-        except pandera.errors.SchemaErrors as exc:
-            failed = sorted({f"{e.get('column') or 'frame'}: {e.get('check')}"
-                             for part in ("DATA", "SCHEMA") for errs in exc.message.get(part, {}).values() for e in errs})
-            raise RawFileError(f"{name}: failed schema checks: {'; '.join(failed)[:300]}") from None
-        yield table
+        yield _checked(pa.Table.from_batches([batch]).select(schema.names).cast(schema), check, name)
+
+
+def _gzip_intact(path: str) -> bool:
+    """Whether the gzip stream decompresses completely with a matching checksum."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                inflater.decompress(chunk, 0)
+        return inflater.eof
+    except zlib.error:
+        return False
+
+
+def _whole(path: str, data_type: str, date: dt.date | None, name: str) -> pl.DataFrame:
+    """The checked file in one multi-threaded read (polars checks the gzip checksum),
+    sorted by timestamp (stable)."""
+    schema = RAW_SCHEMAS[data_type]
+    try:
+        frame = pl.read_csv(path, schema=pl.from_arrow(schema.empty_table()).schema, null_values=[""])
+    except pl.exceptions.ComputeError as exc:
+        kind = "bad value" if _gzip_intact(path) else "corrupt or truncated"
+        raise RawFileError(f"{name}: {kind}: {_arrow_message(exc)}") from None
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise RawFileError(f"{name}: corrupt or truncated: {_arrow_message(exc)}") from None
+    _checked(frame, raw_schema(data_type, date), name)
+    return frame.sort("timestamp", maintain_order=True)
 
 
 def _sorted(tables, window_us: int):
@@ -139,26 +170,33 @@ def _sorted(tables, window_us: int):
         yield pending
 
 
-def iter_raw_batches(path: str, data_type: str, date: dt.date | None = None, name: str | None = None,
-                     window_us: int | None = REORDER_WINDOW_US):
-    """Parse one Tardis ``.csv.gz`` file of ``data_type`` as checked tables sorted by
-    ``timestamp``, holding back only ``window_us`` of rows (None: sort the whole file in
-    memory); raises `OutOfOrder` when a row is older than that window allows. ``date``
-    enables the in-day check."""
-    name = name or os.path.basename(path)
+def _opened(path: str, data_type: str, name: str) -> bool:
+    """False for a day without data (an empty gzip); checks the header otherwise."""
     line = _first_line(path, name) if os.path.getsize(path) else None
-    if line is None:
-        return
-    _check_header(line, data_type, name)
-    batches = _batches(path, data_type, date, name)
-    if window_us is not None:
-        yield from _sorted(batches, window_us)
-        return
-    whole = pa.concat_tables(list(batches))
-    yield whole.take(pc.sort_indices(whole, sort_keys=[("timestamp", "ascending")]))
+    if line is not None:
+        _check_header(line, data_type, name)
+    return line is not None
+
+
+def parse_raw(path: str, data_type: str, date: dt.date | None = None, name: str | None = None) -> pl.DataFrame:
+    """One Tardis ``.csv.gz`` file of ``data_type``, checked and sorted by ``timestamp``
+    (stable), parsed whole on every core; ``date`` enables the in-day check."""
+    name = name or os.path.basename(path)
+    if not _opened(path, data_type, name):
+        return pl.from_arrow(RAW_SCHEMAS[data_type].empty_table())
+    return _whole(path, data_type, date, name)
+
+
+def iter_raw_batches(path: str, data_type: str, date: dt.date | None = None, name: str | None = None,
+                     window_us: int = REORDER_WINDOW_US):
+    """The same as `parse_raw` for a day too large for memory: checked Arrow tables in
+    timestamp order, holding back only ``window_us`` of rows; raises `OutOfOrder` when a
+    row is older than that window allows (then use `parse_raw`)."""
+    name = name or os.path.basename(path)
+    if _opened(path, data_type, name):
+        yield from _sorted(_batches(path, data_type, date, name), window_us)
 
 
 def read_raw_csv(path: str, data_type: str, date: dt.date | None = None, name: str | None = None) -> pa.Table:
-    """The whole file as one table, sorted by timestamp (stable)."""
-    tables = list(iter_raw_batches(path, data_type, date, name, window_us=None))
-    return pa.concat_tables(tables) if tables else RAW_SCHEMAS[data_type].empty_table()
+    """`parse_raw` as an Arrow table with the raw schema."""
+    return parse_raw(path, data_type, date, name).to_arrow().cast(RAW_SCHEMAS[data_type])
