@@ -21,7 +21,8 @@ from mdh_lib.config import load_settings
 from mdh_lib.instruments import INSTRUMENT_TYPES, RAW_DATA_TYPES
 from mdh_lib.timeframes import TIMEFRAMES
 
-out = Console()
+# Piped output (CI logs, `| less`) gets a width that fits the summary tables.
+out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -180,9 +181,11 @@ def _download(rt, dates, filters, force: bool) -> tuple[list, list]:
 
 
 def _process(rt, dates, filters, step: str, timeframes) -> tuple[list, list]:
-    from mdh_assets.pipeline import processing_groups
+    from mdh_assets.pipeline import processing_groups, upload_groups
 
     _, failures = _checked(rt, dates, filters)
+    if step == "upload":
+        return _run_all(rt, upload_groups(rt, dates, filters, timeframes), "loading the warehouse"), failures
     return _run_all(rt, processing_groups(rt, dates, filters, step, timeframes), f"{step} processing"), failures
 
 
@@ -206,7 +209,7 @@ def _summary(title: str, outcomes, seconds: float) -> None:
     out.print(table)
     failed = sum(1 for o in outcomes if not o.success)
     checks = [passed for o in outcomes for passed in o.checks.values()]
-    out.print(f"{sum(files.values())} files written, {failed} of {len(outcomes)} runs failed; "
+    out.print(f"{sum(files.values())} partitions written, {failed} of {len(outcomes)} runs failed; "
               f"asset checks: {sum(checks)} passed, {len(checks) - sum(checks)} failed.")
 
 
@@ -277,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_download)
 
     for name, step, title in (("candle-processing", "candle", "Candle processing"),
-                              ("mft-processing", "mft", "MFT processing")):
+                              ("mft-processing", "mft", "MFT processing"),
+                              ("bigquery-upload", "upload", "Warehouse load")):
         sp = dated(name, f"materialize {title.lower()} for downloaded days")
         sp.add_argument("--instrument-types", type=_csv, default=())
         sp.add_argument("--symbols", type=_csv, default=())

@@ -11,8 +11,10 @@ from mdh_assets.instruments.assets import instruments
 from mdh_assets.raw.assets import raw_assets
 from mdh_assets.reports.assets import missing_report
 from mdh_assets.resources import build_resources
+from mdh_assets.warehouse.assets import warehouse_assets
 from mdh_lib.config import load_settings
 
-ASSETS = [instruments, *raw_assets, missing_report, options_features_asset, candle_assets, book_assets, mft_assets]
+ASSETS = [instruments, *raw_assets, missing_report, options_features_asset, candle_assets, book_assets, mft_assets,
+          *warehouse_assets]
 
 defs = dg.Definitions(assets=ASSETS, resources=build_resources(load_settings()))

@@ -188,3 +188,22 @@ def prefetched(rt: Runtime, targets: list[Expected], concurrency: int = PREFETCH
     finally:
         rt.resources[TARDIS] = tardis
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def upload_groups(rt: Runtime, dates: list[dt.date], filters: Filters,
+                  timeframes: tuple[str, ...]) -> list[tuple[str, list[dg.AssetKey]]]:
+    """Runs for `mdh bigquery-upload`: per (day, instrument), the candle tables of the chosen
+    timeframes (required), plus the book and MFT feature tables whose Parquet exists (the
+    seed's daily order uploads before the MFT step)."""
+    from mdh_assets.warehouse.assets import FAMILIES, table_key
+
+    groups = []
+    for date in dates:
+        for key in sorted({e.key for e in expected_for(rt, date) if e.data_type == "trades" and filters.keep(e)}):
+            keys = [
+                table_key(family, tf)
+                for family, (source, family_tfs) in FAMILIES.items() for tf in timeframes
+                if tf in family_tfs and (family == "candles" or rt.catalog.exists((*source, tf), date, key))
+            ]
+            groups.append((str(partition_key(date, key)), keys))
+    return groups

@@ -18,6 +18,9 @@ BOOK_LEVELS = 5
 BOOK_COLUMNS = [
     f"{side}[{i}].{field}" for i in range(BOOK_LEVELS) for side in ("asks", "bids") for field in ("price", "amount")
 ]
+# The same levels in derived datasets, as plain identifiers (BigQuery and SQL friendly):
+# ``asks[0].price`` -> ``ask_price_0``.
+LEVEL_NAMES = {c: f"{c[:3]}_{c.split('.')[1]}_{c[5]}" for c in BOOK_COLUMNS}
 
 RAW_SCHEMAS: dict[str, pa.Schema] = {
     "trades": pa.schema(_TRADE),

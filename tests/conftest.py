@@ -84,3 +84,12 @@ def gcs_emulator():
     os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
     yield host
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """bqemulator on 127.0.0.1 (see bq_emulator.py), project ``mdh-test``, dataset ``market_data``."""
+    from bq_emulator import BigQueryEmulator
+
+    with BigQueryEmulator(project="mdh-test", dataset="market_data") as emu:
+        yield emu

@@ -13,7 +13,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from mdh_lib.features.book import BookAggregator, book_features
-from mdh_lib.schemas import BOOK_COLUMNS, header
+from mdh_lib.schemas import BOOK_COLUMNS, LEVEL_NAMES, header
 from mdh_lib.timeframes import DAY_US, TIMEFRAMES, US, day_start_us
 
 DAY = dt.date(2024, 1, 1)
@@ -68,11 +68,11 @@ def test_hand_worked_book():
     out = book_features([HAND], DAY)
     assert {tf: f.height for tf, f in out.items()} == {tf: DAY_US // w for tf, w in TIMEFRAMES.items()}
     f15 = out["15s"]
-    assert f15.columns[:21] == ["timestamp", *BOOK_COLUMNS]
+    assert f15.columns[:21] == ["timestamp", *LEVEL_NAMES.values()]
     assert f15.schema["timestamp"] == pl.Datetime("us", "UTC") and f15.width - 21 >= 20
 
     b0 = _row(f15, 0)  # s1, s2 in the bucket; s2 is last
-    assert (b0["asks[0].price"], b0["bids[0].amount"], b0["bids[4].price"]) == (100, 5, 95)
+    assert (b0["ask_price_0"], b0["bid_amount_0"], b0["bid_price_4"]) == (100, 5, 95)
     assert b0["mid"] == 99.5 and b0["spread"] == 1
     assert b0["spread_bps"] == pytest.approx(1 / 99.5 * 1e4, rel=1e-12)
     assert b0["microprice"] == pytest.approx((100 * 5 + 99 * 2) / 7, rel=1e-12)
@@ -101,17 +101,17 @@ def test_hand_worked_book():
     assert (b2["ofi"], b2["snapshot_count"], b2["staleness_ms"]) == (0, 0, 29_000.0)
 
     b3 = _row(f15, 45)  # s4 then s5 at the same timestamp: s5 (input order) is last
-    assert (b3["asks[0].amount"], b3["asks[4].price"], b3["mid"], b3["spread"]) == (4, None, 100.25, 1.5)
+    assert (b3["ask_amount_0"], b3["ask_price_4"], b3["mid"], b3["spread"]) == (4, None, 100.25, 1.5)
     assert b3["imbalance_1"] == pytest.approx(-1 / 3, rel=1e-12)
     assert (b3["ask_cum_depth_4"], b3["ask_depth_5"], b3["imbalance_5"], b3["ask_slope"]) == (7, None, None, None)
     assert b3["bid_depth_5"] == 6 and b3["bid_slope"] is not None
     assert (b3["ofi"], b3["snapshot_count"], b3["staleness_ms"]) == (2, 2, 10_000.0)
 
     last = f15.row(-1, named=True)  # the next-day s6 is ignored
-    assert (last["asks[0].amount"], last["snapshot_count"], last["staleness_ms"]) == (4, 0, (DAY_US - 50 * US) / 1_000)
+    assert (last["ask_amount_0"], last["snapshot_count"], last["staleness_ms"]) == (4, 0, (DAY_US - 50 * US) / 1_000)
 
     m0 = _row(out["1m"], 0)
-    assert (m0["asks[0].amount"], m0["ofi"], m0["snapshot_count"], m0["staleness_ms"]) == (4, 4, 5, 10_000.0)
+    assert (m0["ask_amount_0"], m0["ofi"], m0["snapshot_count"], m0["staleness_ms"]) == (4, 4, 5, 10_000.0)
     day = out["24h"].row(0, named=True)
     assert (day["ofi"], day["snapshot_count"], day["mid"]) == (4, 5, 100.25)
 
@@ -119,7 +119,7 @@ def test_hand_worked_book():
 def test_no_state_before_the_first_snapshot():
     f15 = book_features([HAND.slice(3, 3)], DAY, ["15s"])["15s"]  # s3, s4, s5 only
     b0 = _row(f15, 0)
-    assert b0["mid"] is None and b0["asks[0].price"] is None and b0["staleness_ms"] is None
+    assert b0["mid"] is None and b0["ask_price_0"] is None and b0["staleness_ms"] is None
     assert (b0["ofi"], b0["snapshot_count"]) == (0, 0)
     assert (_row(f15, 15)["ofi"], _row(f15, 45)["ofi"]) == (0, 2)  # s3 has no predecessor
 
@@ -169,7 +169,7 @@ def _duckdb_book(snaps: pl.DataFrame, width: int) -> pl.DataFrame:
     a, aq, b, bq = '"asks[0].price"', '"asks[0].amount"', '"bids[0].price"', '"bids[0].amount"'
     bid5 = " + ".join(f'"bids[{i}].amount"' for i in range(5))
     ask5 = " + ".join(f'"asks[{i}].amount"' for i in range(5))
-    levels = ", ".join(f'"{c}"' for c in BOOK_COLUMNS)
+    levels = ", ".join(f'"{c}" AS {LEVEL_NAMES[c]}' for c in BOOK_COLUMNS)
     sql = f"""
     WITH e AS (
         SELECT i, timestamp,
@@ -213,7 +213,7 @@ def test_matches_duckdb(random_day):
         assert got.height == want.height
         assert got["timestamp"].dt.epoch("us").to_list() == want["bucket"].to_list()
         assert got["snapshot_count"].to_list() == want["snapshot_count"].to_list(), tf
-        for col in [*BOOK_COLUMNS, "mid", "spread_bps", "imbalance_1", "imbalance_5", "ofi"]:
+        for col in [*LEVEL_NAMES.values(), "mid", "spread_bps", "imbalance_1", "imbalance_5", "ofi"]:
             _assert_close(got[col], want[col], f"{tf} {col}")
         assert got["mid"].null_count() < got.height  # the random day has content
         assert (got["snapshot_count"] == 0).any()  # and empty buckets
@@ -237,7 +237,7 @@ def test_real_binance_futures_snapshots():
     f15 = book_features([raw], dt.date(2020, 9, 1), ["15s"])["15s"]
     first = f15.row(0, named=True)  # all ten snapshots fall in 00:00:00-00:00:15
     # last row: ask 11657.08 x 1.393, bid 11657.07 x 10.881, stamped 1598918404284000
-    assert first["snapshot_count"] == 10 and first["asks[0].amount"] == 1.393
+    assert first["snapshot_count"] == 10 and first["ask_amount_0"] == 1.393
     assert first["mid"] == pytest.approx(11657.075, rel=1e-12)
     assert first["spread"] == pytest.approx(0.01, rel=1e-6)
     assert first["microprice"] == pytest.approx((11657.08 * 10.881 + 11657.07 * 1.393) / 12.274, rel=1e-12)

@@ -6,8 +6,9 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from mdh_assets.partitions import DATE, INSTRUMENT, by_instrument, split
+from mdh_assets.partitions import DATE, INSTRUMENT, split
 from mdh_assets.resources.storage import StorageResource
+from mdh_assets.timeframe_assets import checked_outputs, per_timeframe, selected
 from mdh_lib.candles import Instrument, candles, day_rows
 from mdh_lib.candles.checks import check_candles
 from mdh_lib.candles.trades import TRADE_COLUMNS
@@ -21,6 +22,9 @@ CANDLE_CHECK = "candle_checks"
 
 def candle_key(tf: str) -> dg.AssetKey:
     return dg.AssetKey(["candles", tf])
+
+
+CANDLE_KEYS = {tf: candle_key(tf) for tf in TIMEFRAMES}
 
 
 def _same_and_next_day() -> dg.MultiPartitionMapping:
@@ -54,22 +58,16 @@ def _day_ticks(catalog: Catalog, data_type: str, date: dt.date, key, definition:
     return day_rows(today, late, date), late
 
 
-@dg.multi_asset(
-    outs={candle_key(tf).to_python_identifier(): dg.AssetOut(
-        key=candle_key(tf), group_name="candles", kinds={"parquet", "polars"}, is_required=False,
-        description=f"{tf} candles with HFT, derivative and options columns (SPEC section 6)")
-        for tf in TIMEFRAMES},
+@dg.multi_asset(**per_timeframe(
+    CANDLE_KEYS, group="candles", check=CANDLE_CHECK,
+    description=lambda tf: f"{tf} candles with HFT, derivative and options columns (SPEC section 6)",
+    check_description="types, OHLC and VWAP ranges, taker volumes, full grid, increasing timestamps",
     deps=[dg.AssetDep(["raw", "trades"], partition_mapping=_same_and_next_day()),
           ["raw", "derivative_ticker"], ["raw", "liquidations"], ["features", "options"]],
-    check_specs=[dg.AssetCheckSpec(CANDLE_CHECK, asset=candle_key(tf), blocking=True,
-                                   description="types, OHLC and VWAP ranges, taker volumes, full grid, increasing timestamps")
-                 for tf in TIMEFRAMES],
-    partitions_def=by_instrument,
-    can_subset=True,
-)
+))
 def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
     date, key = split(context.partition_key)
-    timeframes = [tf for tf in TIMEFRAMES if candle_key(tf) in context.selected_asset_keys]
+    timeframes = selected(context, CANDLE_KEYS)
     catalog = Catalog(storage.storage)
     definitions = catalog.definitions(date)
     definition = instrument_row(definitions, key) if definitions is not None else None
@@ -87,17 +85,10 @@ def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
         options={tf: options_columns(features, tf) for tf in timeframes} if features is not None else None,
     )
     failures = {tf: check_candles(frame, date, tf) for tf, frame in frames.items()}
-    for tf, problems in failures.items():
-        yield dg.AssetCheckResult(asset_key=candle_key(tf), check_name=CANDLE_CHECK, passed=not problems,
-                                  metadata={"failures": "; ".join(problems)[:1000]} if problems else {})
-    if any(failures.values()):
-        bad = ", ".join(tf for tf, p in failures.items() if p)
-        raise dg.Failure(description=f"candles {date} {key}: checks failed for {bad}; nothing written")
-    for tf, frame in frames.items():
-        yield dg.Output(frame.to_arrow(), output_name=candle_key(tf).to_python_identifier(), metadata={
-            "buckets_with_trades": int((frame["trade_count"] > 0).sum()),
-            "trades": int(frame["trade_count"].sum()),
-            "next_day_included": late is not None,
-            "late_trades_from_next_day": 0 if late is None else late.height,
-            "options_columns": features is not None,
-        })
+    yield from checked_outputs(f"candles {date} {key}", CANDLE_KEYS, CANDLE_CHECK, frames, failures, lambda tf, frame: {
+        "buckets_with_trades": int((frame["trade_count"] > 0).sum()),
+        "trades": int(frame["trade_count"].sum()),
+        "next_day_included": late is not None,
+        "late_trades_from_next_day": 0 if late is None else late.height,
+        "options_columns": features is not None,
+    })

@@ -7,8 +7,9 @@ import dagster as dg
 import polars as pl
 
 from mdh_assets.candles.assets import candle_key
-from mdh_assets.partitions import by_instrument, by_underlying, split
+from mdh_assets.partitions import by_underlying, split
 from mdh_assets.resources.storage import StorageResource
+from mdh_assets.timeframe_assets import checked_outputs, per_timeframe, selected
 from mdh_lib.catalog import Catalog
 from mdh_lib.features.mft import history_bars, mft_features
 from mdh_lib.features.options import options_features
@@ -51,8 +52,7 @@ def _last(frame: pl.DataFrame, col: str) -> float:
     return float(values[-1]) if len(values) else float("nan")
 
 
-def mft_key(tf: str) -> dg.AssetKey:
-    return dg.AssetKey(["features", "mft", tf])
+MFT_KEYS = {tf: dg.AssetKey(["features", "mft", tf]) for tf in MFT_TIMEFRAMES}
 
 
 def _history(catalog: Catalog, date: dt.date, key, tf: str) -> pl.DataFrame | None:
@@ -67,24 +67,17 @@ def _history(catalog: Catalog, date: dt.date, key, tf: str) -> pl.DataFrame | No
     return pl.concat(frames).tail(history_bars(tf)) if frames else None
 
 
-@dg.multi_asset(
-    outs={mft_key(tf).to_python_identifier(): dg.AssetOut(
-        key=mft_key(tf), group_name="features", kinds={"parquet", "polars"}, is_required=False,
-        description=f"{tf} MFT features from {tf} candles (mdh_lib.features.mft)")
-        for tf in MFT_TIMEFRAMES},
-    deps=[candle_key(tf) for tf in MFT_TIMEFRAMES],
-    check_specs=[dg.AssetCheckSpec(GRID_CHECK, asset=mft_key(tf), blocking=True,
-                                   description="one row per bucket of the day, increasing timestamps")
-                 for tf in MFT_TIMEFRAMES],
-    partitions_def=by_instrument,
-    can_subset=True,
-)
+@dg.multi_asset(**per_timeframe(
+    MFT_KEYS, group="features", check=GRID_CHECK, deps=[candle_key(tf) for tf in MFT_TIMEFRAMES],
+    description=lambda tf: f"{tf} MFT features from {tf} candles (mdh_lib.features.mft)",
+    check_description="one row per bucket of the day, increasing timestamps",
+))
 def mft_assets(context: dg.AssetExecutionContext, storage: StorageResource):
     date, key = split(context.partition_key)
     catalog = Catalog(storage.storage)
     instrument = Instrument.from_definitions(catalog.definitions(date), key)
     frames, history_rows = {}, {}
-    for tf in [tf for tf in MFT_TIMEFRAMES if mft_key(tf) in context.selected_asset_keys]:
+    for tf in selected(context, MFT_KEYS):
         day = catalog.read(candle_key(tf).path, date, key)
         if day is None:
             raise dg.Failure(description=f"mft {date} {key}: candles/{tf} is not materialized; run mdh candle-processing first")
@@ -92,11 +85,5 @@ def mft_assets(context: dg.AssetExecutionContext, storage: StorageResource):
         history_rows[tf] = 0 if history is None else history.height
         frames[tf] = with_ids(mft_features(day, history, tf), instrument, tf)
     failures = {tf: grid_failures(frame, date, tf) for tf, frame in frames.items()}
-    for tf, problems in failures.items():
-        yield dg.AssetCheckResult(asset_key=mft_key(tf), check_name=GRID_CHECK, passed=not problems,
-                                  metadata={"failures": "; ".join(problems)} if problems else {})
-    if any(failures.values()):
-        raise dg.Failure(description=f"mft {date} {key}: grid checks failed; nothing written")
-    for tf, frame in frames.items():
-        yield dg.Output(frame.to_arrow(), output_name=mft_key(tf).to_python_identifier(), metadata={
-            "history_bars": history_rows[tf], "history_bars_wanted": history_bars(tf)})
+    yield from checked_outputs(f"mft {date} {key}", MFT_KEYS, GRID_CHECK, frames, failures, lambda tf, frame: {
+        "history_bars": history_rows[tf], "history_bars_wanted": history_bars(tf)})

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.resources.tardis import TardisResource
+from mdh_assets.resources.warehouse import WarehouseResource
 from mdh_lib.config import Settings
 
 STORAGE = "storage"
 TARDIS = "tardis"
 PARQUET_IO_MANAGER = "io_manager"  # the default key: every asset output is Parquet
+WAREHOUSE = "warehouse"
 
 
 def build_resources(settings: Settings) -> dict:
@@ -23,4 +25,5 @@ def build_resources(settings: Settings) -> dict:
         STORAGE: storage,
         TARDIS: TardisResource(datasets_endpoint=settings.datasets_endpoint, api_endpoint=settings.api_endpoint),
         PARQUET_IO_MANAGER: ParquetIOManager(storage=storage),
+        WAREHOUSE: WarehouseResource(url=settings.warehouse),
     }

@@ -14,7 +14,8 @@ Prices are in quote currency, amounts in the instrument's amount unit as Tardis 
 Columns, in order:
 
 - ``timestamp``: bucket start, ``Datetime("us", "UTC")``.
-- ``asks[0].price`` ... ``bids[4].amount``: the 20 raw level columns of the chosen snapshot.
+- ``ask_price_0``, ``ask_amount_0``, ``bid_price_0``, ``bid_amount_0`` ... ``bid_amount_4``: the 20 raw
+  level columns (``asks[i].price`` ...) of the chosen snapshot, renamed to plain identifiers.
 - ``mid`` = (a_0 + b_0) / 2; ``spread`` = a_0 - b_0 (price units);
   ``spread_bps`` = spread / mid * 1e4.
 - ``microprice`` = (a_0 B_0 + b_0 A_0) / (B_0 + A_0), the level-1 size-weighted price;
@@ -65,7 +66,7 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
-from mdh_lib.schemas import BOOK_COLUMNS, BOOK_LEVELS
+from mdh_lib.schemas import BOOK_COLUMNS, BOOK_LEVELS, LEVEL_NAMES
 from mdh_lib.timeframes import DAY_US, TIMEFRAMES, bucket_start, day_start_us, grid, to_datetime, width_us
 
 BASE = TIMEFRAMES["15s"]
@@ -160,7 +161,7 @@ def _features(frame: pl.LazyFrame, width: int) -> pl.LazyFrame:
             **{f"ask_dist_bps_{i}": d for i, d in enumerate(ask_dist)},
             **{f"bid_dist_bps_{i}": d for i, d in enumerate(bid_dist)},
         )
-        .select(to_datetime("bucket", "timestamp"), *BOOK_COLUMNS, *derived)
+        .select(to_datetime("bucket", "timestamp"), *(pl.col(c).alias(LEVEL_NAMES[c]) for c in BOOK_COLUMNS), *derived)
     )
 
 

@@ -1,0 +1,107 @@
+"""`DataClient`: one storage root for the readers, plus the seed's definitions and upload calls.
+
+Root rule: ``DataClient("gs://bucket/prefix")`` or ``DataClient("/local/folder")``; the seed's
+``DataClient(bucket_name, config)`` (a bare name, no ``/``, together with a config object)
+means ``gs://bucket_name``, with the GCP project taken from ``config.gcp.project_id`` when
+present; ``DataClient()`` uses ``MDH_DATA_ROOT`` (or ``GCS_BUCKET``, or mdh.toml, default
+``./.mdh/data``) as `mdh_lib.config.load_settings` resolves it. gs:// honours
+``STORAGE_EMULATOR_HOST`` (see `mdh_lib.storage`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from mdh_lib.config import load_settings
+from mdh_lib.definitions import DEFINITIONS_SCHEMA
+from mdh_lib.instruments import InstrumentKey
+from mdh_lib.layout import dataset_path
+from mdh_lib.readers.parquet_window import OpenFiles, read_window
+from mdh_lib.readers.ranges import MissingPartitionError, TimeLike, as_date, days, instrument, micros, utc_range
+from mdh_lib.storage import Storage
+
+# The columns every returned frame leads with (the seed merges on them), typed so that an
+# empty result still merges with a full one.
+KEY_COLUMNS = ["timestamp", "exchange", "symbol"]
+_KEY_TYPES = {"timestamp": pa.timestamp("us", "UTC"), "exchange": pa.large_string(), "symbol": pa.large_string()}
+
+
+def resolve_root(root: str | os.PathLike | None, config: object | None = None) -> str:
+    if root is None:
+        return load_settings().data_root
+    root = os.fspath(root)
+    if not root:
+        raise ValueError("an empty storage root: give a folder, gs://bucket/prefix or a bucket name with a config")
+    return f"gs://{root}" if config is not None and "/" not in root else root
+
+
+def with_keys(columns: Sequence[str] | None) -> list[str] | None:
+    """``columns`` with the key columns in front (None = every column)."""
+    return None if columns is None else KEY_COLUMNS + [c for c in columns if c not in KEY_COLUMNS]
+
+
+class DataClient:
+    def __init__(self, root: str | os.PathLike | None = None, config: object | None = None):
+        project = getattr(getattr(config, "gcp", None), "project_id", None)
+        self.storage = Storage(resolve_root(root, config), project=project or None)
+
+    def __repr__(self) -> str:
+        return f"DataClient({self.storage.root!r})"
+
+    def read_range(self, dataset: Sequence[str], instrument_id: InstrumentKey | str, start: TimeLike, end: TimeLike,
+                   *, columns: Sequence[str] | None = None, allow_missing: bool = False) -> pd.DataFrame:
+        """Rows of a per-instrument daily dataset (``("candles", "1m")``, ``("book", "15s")``,
+        ``("features", "mft", "1h")``, ``("features", "options")`` ...) with ``timestamp`` in
+        [start, end): each day's file in turn, only ``columns`` (plus the keys) and only the row
+        groups whose statistics overlap the range (`mdh_lib.readers.parquet_window`)."""
+        key, dataset = instrument(instrument_id), tuple(dataset)
+        lo, hi = utc_range(start, end)
+        wanted = with_keys(columns)
+        tables, missing = [], []
+        with OpenFiles(self.storage) as open_file:
+            for day in days(lo, hi):
+                rel = dataset_path(dataset, day, key)
+                if self.storage.exists(rel):
+                    tables.append(read_window(open_file(rel), (micros(lo), micros(hi)), wanted)[0])
+                else:
+                    missing.append(day)
+        if missing and not allow_missing:
+            raise MissingPartitionError(dataset, missing, key)
+        if not tables:
+            names = wanted or KEY_COLUMNS
+            return pa.schema([(c, _KEY_TYPES.get(c, pa.null())) for c in names]).empty_table().to_pandas()
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+    def get_instrument_definitions(self, start_date: TimeLike, end_date: TimeLike | None = None, *,
+                                   allow_missing: bool = False) -> pd.DataFrame:
+        """The definitions of each day in [start_date, end_date) (``end_date`` omitted: the
+        start day alone), one row per instrument and day (`mdh_lib.definitions`)."""
+        end = end_date if end_date is not None else as_date(start_date) + dt.timedelta(days=1)
+        lo, hi = utc_range(start_date, end)
+        rels = {day: dataset_path(("instruments",), day) for day in days(lo, hi)}
+        missing = [day for day, rel in rels.items() if not self.storage.exists(rel)]
+        if missing and not allow_missing:
+            raise MissingPartitionError(("instruments",), missing)
+        with OpenFiles(self.storage) as open_file:
+            tables = [open_file(rel).read() for day, rel in rels.items() if day not in missing]
+        if not tables:
+            return DEFINITIONS_SCHEMA.empty_table().to_pandas()
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+    def upload_features(self, features: pd.DataFrame | pl.DataFrame | pa.Table, path: str) -> str:
+        """Write ``features`` as Parquet at ``path`` under the root (".parquet" appended when
+        missing) and return its URI. Atomic (`Storage.write_parquet`): the file appears only
+        complete and a re-upload replaces it. A pandas index other than the default range is
+        kept as a column."""
+        rel = path.strip()
+        if not rel or rel.startswith("/") or "://" in rel or ".." in rel.split("/"):
+            raise ValueError(f"upload path must be relative to the data root, like 'features/x/2024-01-01': {path!r}")
+        rel = rel if rel.endswith(".parquet") else f"{rel}.parquet"
+        table = pa.Table.from_pandas(features) if isinstance(features, pd.DataFrame) else features
+        return self.storage.write_parquet(rel, table).uri
