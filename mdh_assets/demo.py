@@ -2,7 +2,8 @@
 
 Starts the Tardis-compatible sample server in-process, points the Tardis endpoints at it,
 then runs the seed's daily steps through Dagster for the first days of the universe:
-instruments, missing-data report, download, candles (with book and options features), MFT.
+instruments, missing-data report, download, candles (with book and options features), MFT,
+and the warehouse tables (DuckDB unless MDH_WAREHOUSE says otherwise).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def run_demo(days: int = 2) -> int:
         downloads, more = cli._download(rt, dates, Filters(), force=False)
     processed, _ = cli._process(rt, dates, Filters(), "candle", tuple(TIMEFRAMES))
     features, _ = cli._process(rt, dates, Filters(), "mft", tuple(TIMEFRAMES))
+    loads, _ = cli._process(rt, dates, Filters(), "upload", tuple(TIMEFRAMES))
     rows, report_failures = cli._report_rows(rt, dates, Filters())
-    outcomes = downloads + processed + features
+    outcomes = downloads + processed + features + loads
     cli._summary("Demo summary", outcomes, time.monotonic() - t0)
 
     catalog = Catalog(rt.storage)

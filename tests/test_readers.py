@@ -26,6 +26,7 @@ from mdh_lib.readers import (
     CandleDataReader, DataClient, HFTFeaturesReader, MFTFeaturesReader, MissingPartitionError, TickDataReader,
 )
 from mdh_lib.readers.data_client import resolve_root
+from mdh_lib.schemas import LEVEL_NAMES
 from mdh_lib.storage import Storage
 
 UTC = dt.timezone.utc
@@ -144,7 +145,7 @@ def test_seed_merge_of_15s_candles_with_hft_features(dc):
     assert len(candles_15s) == len(hft_features) == len(merged) == 2880
     assert not [c for c in merged.columns if c.endswith(("_x", "_y"))]
     for col in ("delay_median", "liquidation_count", "buy_volume_sum", "funding_rate", "atm_mark_iv", "mid",
-                "spread_bps", "ofi", "asks[0].price"):
+                "spread_bps", "ofi", LEVEL_NAMES["asks[0].price"]):
         assert col in merged.columns
     assert np.isfinite(merged["delay_median"].mean()) and merged["liquidation_count"].sum() >= 0
     assert merged["mid"].notna().all() and merged["atm_mark_iv"].notna().any()

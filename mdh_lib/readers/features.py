@@ -20,6 +20,7 @@ from mdh_lib.readers.data_client import KEY_COLUMNS, DataClient
 from mdh_lib.readers.ranges import TimeLike
 from mdh_lib.timeframes import MFT_TIMEFRAMES, width_us
 
+
 class HFTFeaturesReader:
     def __init__(self, data_client: DataClient):
         self.client = data_client
@@ -29,7 +30,7 @@ class HFTFeaturesReader:
         """Per bucket in [start_date, end_date): taker buy/sell volume, size, delays,
         liquidations, funding/mark/index/open interest, options columns (from ``candles/{tf}``)
         and the book features (``book/{tf}``, `mdh_lib.features.book`)."""
-        width_us(timeframe)
+        width_us(timeframe)  # an unknown timeframe is a ValueError before any read
         args = (instrument_id, start_date, end_date)
         candles = self.client.read_range(("candles", timeframe), *args, columns=HFT_COLUMNS,
                                          allow_missing=allow_missing)

@@ -141,10 +141,13 @@ class TickDataReader:
         needed = sorted({d for _, file_days in windows.values() for d in file_days})
         files = {kind: self._files(key, kind, needed, allow_missing) for kind in types}
         self.last_read_stats = total = ReadStats()
+        out = {}
         with OpenFiles(self.client.storage) as open_file:
-            return {t: _pick({kind: self._read(open_file, kind, [files[kind][d] for d in file_days if d in files[kind]],
-                                               window, columns, True, total) for kind in types})
-                    for t, (window, file_days) in windows.items()}
+            for t, (window, file_days) in windows.items():
+                rels = {kind: [files[kind][d] for d in file_days if d in files[kind]] for kind in types}
+                out[t] = _pick({kind: self._read(open_file, kind, rels[kind], window, columns, True, total)
+                                for kind in types})
+        return out
 
     def get_sparse_data_ranges(self, instrument_id: InstrumentKey | str, date: TimeLike,
                                data_types: str | Sequence[str] = ("trades",), time_partition_minutes: float = 1, *,
