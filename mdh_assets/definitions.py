@@ -8,6 +8,7 @@ from mdh_assets.book.assets import book_assets
 from mdh_assets.candles.assets import candle_assets
 from mdh_assets.features.assets import mft_assets, options_features_asset
 from mdh_assets.instruments.assets import instruments
+from mdh_assets.operations.schedules import JOBS, daily_schedule, pipeline_sensor
 from mdh_assets.raw.assets import raw_assets
 from mdh_assets.reports.assets import missing_report
 from mdh_assets.resources import build_resources
@@ -17,4 +18,7 @@ from mdh_lib.config import load_settings
 ASSETS = [instruments, *raw_assets, missing_report, options_features_asset, candle_assets, book_assets, mft_assets,
           *warehouse_assets]
 
-defs = dg.Definitions(assets=ASSETS, resources=build_resources(load_settings()))
+defs = dg.Definitions(
+    assets=ASSETS, jobs=JOBS, schedules=[daily_schedule], sensors=[pipeline_sensor],
+    resources=build_resources(load_settings()),
+)

@@ -23,6 +23,13 @@ _STATUS = {
 REPORTED = ("missing", "failed")
 
 
+def statuses(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition,
+             keys: list[str]) -> dict[str, str]:
+    """``materialized``, ``failed``, ``in_progress`` or ``missing`` per partition key."""
+    found = instance.get_status_by_partition(asset_key, keys, partitions_def) or {} if keys else {}
+    return {k: _STATUS.get(found.get(k), "missing") for k in keys}
+
+
 def status_table(instance: dg.DagsterInstance, expected: list[Expected]) -> pa.Table:
     """One row per expected raw partition with its current status."""
     by_type: dict[str, list[Expected]] = defaultdict(list)
@@ -31,9 +38,8 @@ def status_table(instance: dg.DagsterInstance, expected: list[Expected]) -> pa.T
     rows = []
     for data_type, items in sorted(by_type.items()):
         keys = [str(partition_key(e.date, e.key)) for e in items]
-        found = instance.get_status_by_partition(dg.AssetKey(["raw", data_type]), keys, RAW_PARTITIONS[data_type]) or {}
+        found = statuses(instance, dg.AssetKey(["raw", data_type]), RAW_PARTITIONS[data_type], keys)
         for e, pk in zip(items, keys):
-            rows.append({"date": e.date, "instrument_key": e.key, "data_type": data_type,
-                         "status": _STATUS.get(found.get(pk), "missing")})
+            rows.append({"date": e.date, "instrument_key": e.key, "data_type": data_type, "status": found[pk]})
     rows.sort(key=lambda r: (r["date"], r["instrument_key"], r["data_type"]))
     return pa.Table.from_pylist(rows, schema=REPORT_SCHEMA)
