@@ -8,6 +8,7 @@ import datetime as dt
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mdh_assets.partitions import DATE, INSTRUMENT
 from mdh_assets.resources.storage import StorageResource
@@ -35,14 +36,18 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pa.Table | RawDay) -> None:
         rel = _partition_path(context.asset_key, context.asset_partition_key)
         if isinstance(obj, RawDay):
+            schema = pq.read_schema(obj.file.uri)
             try:
                 info = self.storage.storage.commit(obj.file, rel)
             finally:
                 obj.discard()
         else:
+            schema = obj.schema
             info = self.storage.storage.write_parquet(rel, obj, sorting_column="timestamp")
         context.add_output_metadata({
             "dagster/row_count": info.rows, "uri": dg.MetadataValue.path(info.uri), "bytes": info.bytes,
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(f.name, str(f.type)) for f in schema]),
             "row_groups": info.row_groups,
             **({"first_timestamp": _iso(info.first_timestamp), "last_timestamp": _iso(info.last_timestamp)}
                if info.first_timestamp is not None else {}),
