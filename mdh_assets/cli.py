@@ -190,9 +190,13 @@ def _process(rt, dates, filters, step: str, timeframes) -> tuple[list, list]:
 
 
 def _family(asset: str) -> str:
-    """raw/trades stays itself; candles/1m and the other timeframes fold into candles/*."""
+    """raw/trades stays itself; candles/1m and the other timeframes fold into candles/*,
+    warehouse/candles_1m into warehouse/candles_*."""
     head, _, tail = asset.rpartition("/")
-    return f"{head}/*" if tail in TIMEFRAMES else asset
+    if tail in TIMEFRAMES:
+        return f"{head}/*"
+    name, _, tf = tail.rpartition("_")
+    return f"{head}/{name}_*" if tf in TIMEFRAMES else asset
 
 
 def _summary(title: str, outcomes, seconds: float) -> None:

@@ -4,12 +4,13 @@ day, chunking invariance and real Tardis snapshots."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
+
+from conftest import real_file
 from polars.testing import assert_frame_equal
 
 from mdh_lib.features.book import BookAggregator, book_features
@@ -18,7 +19,6 @@ from mdh_lib.timeframes import DAY_US, TIMEFRAMES, US, day_start_us
 
 DAY = dt.date(2024, 1, 1)
 S = day_start_us(DAY)
-REAL = Path(__file__).resolve().parents[2] / "shared/fixtures/tardis-real"
 
 
 def _book(rows: list[tuple[int, list, list]]) -> pl.DataFrame:
@@ -230,9 +230,7 @@ def test_chunking_invariance(random_day):
 
 
 def test_real_binance_futures_snapshots():
-    path = REAL / "binance-futures_book_snapshot_5_2020-09-01_BTCUSDT.csv"
-    if not path.exists():
-        pytest.skip(f"real Tardis fixture not found at {path} (it lives only in ../shared)")
+    path = real_file("binance-futures_book_snapshot_5_2020-09-01_BTCUSDT.csv")
     raw = pl.read_csv(path, schema_overrides={"timestamp": pl.Int64, "local_timestamp": pl.Int64})
     f15 = book_features([raw], dt.date(2020, 9, 1), ["15s"])["15s"]
     first = f15.row(0, named=True)  # all ten snapshots fall in 00:00:00-00:00:15

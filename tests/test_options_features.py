@@ -7,13 +7,14 @@ import datetime as dt
 import gzip
 import io
 import math
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import polars as pl
 import pyarrow.csv as pacsv
 import pytest
+
+from conftest import real_file
 
 from mdh_lib.features.options import COLUMNS, options_columns, options_features
 from mdh_lib.schemas import RAW_SCHEMAS
@@ -24,7 +25,6 @@ S = day_start_us(DAY)
 H = 3_600 * US
 STEP = 15 * US
 SCHEMA = pl.from_arrow(RAW_SCHEMAS["options_chain"].empty_table()).schema
-REAL = Path(__file__).resolve().parents[2] / "shared/fixtures/tardis-real"
 
 
 def snap(ts: int, expiry: int, strike: float, kind: str, iv: float | None, delta: float | None = None,
@@ -254,10 +254,8 @@ def test_matches_duckdb(seed):
 
 
 def test_synthetic_chain_is_sane():
-    try:
-        from mdh_lib.sample_server.synthetic import day_csv_gz
-    except ImportError as exc:
-        pytest.skip(f"sample generator not importable: {exc}")
+    from mdh_lib.sample_server.synthetic import day_csv_gz
+
     day = dt.date(2024, 9, 1)
     raw = gzip.decompress(day_csv_gz("deribit", "options_chain", day, "OPTIONS", 4_000))
     data = (pl.read_csv(io.BytesIO(raw), schema=SCHEMA)
@@ -279,9 +277,7 @@ def test_synthetic_chain_is_sane():
 
 
 def test_real_deribit_sample():
-    path = REAL / "deribit_options_chain_sample.csv"
-    if not path.exists():
-        pytest.skip(f"real Tardis fixture {path.name} not found at {REAL} (it lives only in ../shared)")
+    path = real_file("deribit_options_chain_sample.csv")
     table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
         column_types=RAW_SCHEMAS["options_chain"], null_values=[""], strings_can_be_null=True))
     data = pl.from_arrow(table).filter(pl.col("symbol").str.starts_with("BTC-")).sort("timestamp", maintain_order=True)
