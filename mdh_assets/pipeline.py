@@ -161,7 +161,8 @@ def processing_groups(rt: Runtime, dates: list[dt.date], filters: Filters, step:
             continue
         bases = {InstrumentKey.parse(k).base for k in instruments}
         underlyings = sorted({e.key for e in expected_for(rt, date)
-                              if e.data_type == "options_chain" and InstrumentKey.parse(e.key).symbol in bases})
+                              if e.data_type == "options_chain" and InstrumentKey.parse(e.key).symbol in bases
+                              and (not filters.venues or e.exchange in filters.venues)})
         first += [(str(partition_key(date, u)), [dg.AssetKey(["features", "options"])]) for u in underlyings]
         keys = [dg.AssetKey([kind, tf]) for kind in ("candles", "book") for tf in timeframes]
         then += [(str(partition_key(date, k)), keys) for k in instruments]
