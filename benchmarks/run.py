@@ -38,6 +38,7 @@ from mdh_lib.candles import Instrument, candles, day_rows
 from mdh_lib.candles.trades import TRADE_COLUMNS
 from mdh_lib.features.book import BookAggregator
 from mdh_lib.ingest import stage_raw_file
+from mdh_lib.readers.parquet_window import overlapping
 from mdh_lib.sample_server import SampleServer
 from mdh_lib.sample_server.synthetic import write_day
 from mdh_lib.storage import Storage
@@ -82,9 +83,7 @@ def b2(path: str) -> dict:
     flt = [("timestamp", ">=", start), ("timestamp", "<", end)]
     win_s, window = _timed(lambda: pq.read_table(path, filters=flt))
     meta = pq.ParquetFile(path).metadata
-    col = meta.schema.names.index("timestamp")
-    touched = sum(1 for i in range(meta.num_row_groups)
-                  if (s := meta.row_group(i).column(col).statistics).max >= start and s.min < end)
+    touched = len(overlapping(meta, (start, end)))
     inside = full.filter((full["timestamp"].to_numpy() >= start) & (full["timestamp"].to_numpy() < end))
     assert window.num_rows == inside.num_rows, "window read lost rows"
     return {"full_s": full_s, "window_s": win_s, "ratio": win_s / full_s, "rows": window.num_rows,

@@ -172,7 +172,7 @@ def _download(rt, dates, filters, force: bool) -> tuple[list, list]:
     from mdh_assets.pipeline import download_targets, prefetched, refresh_reports, run_groups
 
     expected, failures = _checked(rt, dates, filters)
-    targets = download_targets(rt, dates, expected, filters, force)
+    targets = download_targets(rt, expected, filters, force)
     groups = [(pk, keys) for pk, keys, _ in run_groups(targets)]
     with prefetched(rt, targets, on_start=lambda n: err.print(f"fetching {n} files from Tardis ...")):
         outcomes = _run_all(rt, groups, "ingesting")

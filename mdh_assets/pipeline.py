@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from mdh_assets.definitions import ASSETS
 from mdh_assets.partitions import RAW_PARTITIONS, partition_key
-from mdh_assets.reports.status import REPORTED
+from mdh_assets.reports.status import REPORTED, status_table
 from mdh_assets.resources import TARDIS, build_resources
 from mdh_assets.resources.tardis import TardisResource
 from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materialize
@@ -89,18 +89,13 @@ class Runtime:
         return materialize(ASSETS, selection, partition, instance=self.instance, resources=self.resources)
 
 
-Progress = Callable[[str], None]
-
-
-def ensure_instruments(rt: Runtime, dates: list[dt.date], force: bool = False, progress: Progress | None = None) -> list[RunOutcome]:
+def ensure_instruments(rt: Runtime, dates: list[dt.date], force: bool = False) -> list[RunOutcome]:
     """Materialize instrument definitions for the days that lack them (all days with ``force``)."""
     outcomes = []
     for date in dates:
         day = date.isoformat()
         if force or not is_materialized(rt.instance, INSTRUMENTS, day) or not rt.catalog.exists(("instruments",), date):
             outcomes.append(rt.run([INSTRUMENTS], day))
-        if progress:
-            progress(day)
     return outcomes
 
 
@@ -121,15 +116,13 @@ def refresh_reports(rt: Runtime, dates: list[dt.date]) -> tuple[pa.Table | None,
     return (pa.concat_tables(tables) if tables else None), failures
 
 
-def download_targets(rt: Runtime, dates: list[dt.date], expected: list[Expected], filters: Filters,
-                     force: bool) -> list[Expected]:
-    """What `mdh download` fetches: the report's missing and failed partitions, or with
-    ``force`` every expected partition."""
+def download_targets(rt: Runtime, expected: list[Expected], filters: Filters, force: bool) -> list[Expected]:
+    """What `mdh download` fetches: the missing and failed partitions (the report's
+    statuses, read from the instance), or with ``force`` every expected partition."""
     wanted = [e for e in expected if filters.keep(e)]
     if force:
         return wanted
-    report, _ = refresh_reports(rt, dates)
-    rows = report.to_pylist() if report is not None else []
+    rows = status_table(rt.instance, wanted).to_pylist()
     todo = {(r["date"], r["data_type"], r["instrument_key"]) for r in rows if r["status"] in REPORTED}
     return [e for e in wanted if (e.date, e.data_type, e.key) in todo]
 

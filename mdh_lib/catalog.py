@@ -1,7 +1,8 @@
 """Reading datasets by (dataset, date, key) over a storage root, as polars frames.
 
-The one place that combines `mdh_lib.layout` paths with `mdh_lib.storage` reads; readers
-prune columns and, with ``filters`` on a sorted column, row groups by their statistics.
+What the Dagster assets use to combine `mdh_lib.layout` paths with `mdh_lib.storage` reads
+(the service readers in `mdh_lib.readers` add read statistics on top); reads prune columns and,
+with ``filters`` on a sorted column, row groups by their statistics.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from mdh_lib.config import Universe
 from mdh_lib.instruments import (
-    DATA_TYPES_BY_TYPE, DEFINITION_COLUMNS, OPTIONS_DATA_TYPE, OPTIONS_GROUP_SYMBOL, InstrumentError, InstrumentKey,
+    DEFINITION_COLUMNS, OPTIONS_DATA_TYPE, OPTIONS_GROUP_SYMBOL, InstrumentError, InstrumentKey,
     available_on, definition_row,
 )
 
@@ -96,10 +96,6 @@ def expected_partitions(definitions: pa.Table) -> list[Expected]:
         for key, exchange in sorted(underlyings.items()):
             out.append(Expected(date, OPTIONS_DATA_TYPE, key, exchange, OPTIONS_GROUP_SYMBOL))
     return out
-
-
-def applicable_data_types(key: InstrumentKey) -> tuple[str, ...]:
-    return (OPTIONS_DATA_TYPE,) if key.type == "OPTION" else DATA_TYPES_BY_TYPE[key.type]
 
 
 def instrument_row(definitions: pa.Table, key: InstrumentKey | str) -> dict | None:

@@ -3,7 +3,8 @@ write it sorted to a local Parquet file that the caller then commits (`Storage.c
 
 Each attempt works in a fresh temporary folder, so a bad download is never reused on a
 retry; if anything fails, nothing reaches the storage root and the folder is removed.
-Memory holds one CSV block and one row group at a time, not the day.
+A day up to `WHOLE_FILE_BYTES` is parsed whole on every core; a larger one streams, one
+CSV block and one row group in memory.
 """
 
 from __future__ import annotations

@@ -69,12 +69,11 @@ def write_local_frame(path: str, frame: pl.DataFrame | pa.Table, sorting_column:
 def write_local_batches(path: str, schema: pa.Schema, batches: Iterable[pa.Table | pa.RecordBatch],
                         sorting_column: str | None = None) -> WriteInfo:
     """Stream sorted batches into a local file; memory holds one row group at a time."""
-    rows, first, last, pending = 0, None, None, []
+    rows, first, last = 0, None, None
+    pending: pa.Table | None = None  # rows not yet written, fewer than STREAM_ROW_GROUP
     with pq.ParquetWriter(path, schema, **COMPRESSION) as writer:
-        def flush():
-            group = pa.concat_tables(pending)
+        def write(group: pa.Table) -> None:
             writer.write_table(group if group.schema == schema else group.cast(schema), row_group_size=group.num_rows)
-            pending.clear()
 
         for batch in batches:
             table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
@@ -83,17 +82,13 @@ def write_local_batches(path: str, schema: pa.Schema, batches: Iterable[pa.Table
             if sorting_column:
                 first = table[sorting_column][0].as_py() if first is None else first
                 last = table[sorting_column][-1].as_py()
-            pending.append(table)
             rows += table.num_rows
-            while sum(t.num_rows for t in pending) >= STREAM_ROW_GROUP:
-                whole = pa.concat_tables(pending)
-                pending[:] = [whole.slice(0, STREAM_ROW_GROUP)]
-                rest = whole.slice(STREAM_ROW_GROUP)
-                flush()
-                if rest.num_rows:
-                    pending.append(rest)
-        if pending:
-            flush()
+            pending = table if pending is None else pa.concat_tables([pending, table])
+            while pending.num_rows >= STREAM_ROW_GROUP:
+                write(pending.slice(0, STREAM_ROW_GROUP))
+                pending = pending.slice(STREAM_ROW_GROUP)
+        if pending is not None and pending.num_rows:
+            write(pending)
     return _info(path, rows, first, last)
 
 
@@ -129,9 +124,6 @@ class Storage:
 
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
-
-    def size(self, rel: str) -> int:
-        return int(self.fs.size(self.path(rel)))
 
     def delete(self, rel: str) -> None:
         if self.exists(rel):

@@ -1,7 +1,6 @@
 """End to end through Dagster and the official tardis-dev client against the sample server:
 instruments, raw downloads, the missing-data report, bad input and idempotency."""
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -12,7 +11,7 @@ import dagster as dg
 import pyarrow.csv as pacsv
 import pytest
 
-from conftest import REPO, lay_out_gz, real_file
+from conftest import lay_out_gz, real_file
 from mdh_assets.cli import main
 from mdh_lib.layout import raw_path
 from mdh_lib.storage import Storage

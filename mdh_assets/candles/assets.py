@@ -4,7 +4,6 @@ timeframe (a multi-asset, one output per timeframe), checked before anything is 
 import datetime as dt
 
 import dagster as dg
-import polars as pl
 
 from mdh_assets.partitions import DATE, INSTRUMENT, split
 from mdh_assets.resources.storage import StorageResource

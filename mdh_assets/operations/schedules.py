@@ -13,7 +13,7 @@ import os
 
 import dagster as dg
 
-from mdh_assets.partitions import RAW_PARTITIONS, by_instrument, by_underlying, partition_key
+from mdh_assets.partitions import by_instrument, by_underlying, partition_key
 from mdh_assets.reports.status import statuses, status_table
 from mdh_assets.resources.storage import StorageResource
 from mdh_lib.catalog import Catalog
