@@ -14,6 +14,12 @@ generator's proportions.
 - B4 concurrent download: 60 files from the sample server with 100 ms injected latency,
   fetched together (`download_days`) against one by one.
 - B5 reference: the same candles from a plain pandas groupby per timeframe.
+- B6 streaming: trades per second through the live path's normalisation and 15s + 1m candle
+  aggregation in one process (`benchmarks/streaming.py`), up to 1,000,000 trade messages.
+- B7 backfill orchestration overhead: raw data, candles and book for 30 days x 3 instruments
+  through Dagster (`mdh download`, `mdh candle-processing`) against the same work done by
+  the library directly (`benchmarks/backfill.py`), per (day, instrument) partition and per
+  asset partition (`MDH_BENCH_BACKFILL_DAYS` changes the 30).
 """
 
 from __future__ import annotations
@@ -45,10 +51,13 @@ from mdh_lib.storage import Storage
 from mdh_lib.tardis.client import DayFile, download_day, download_days
 from mdh_lib.timeframes import TIMEFRAMES, day_start_us
 
+from benchmarks.backfill import bench_backfill
+from benchmarks.streaming import bench_streaming
+
 DATE = dt.date(2024, 3, 1)
 EXCHANGE, SYMBOL, KEY = "binance-futures", "BTCUSDT", "BINANCE-FUTURES:PERPETUAL:BTC-USDT"
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGETS = {"B1": 2.0, "B2": 0.05, "B3": 2048.0, "B4": 10.0}
+TARGETS = {"B1": 2.0, "B2": 0.05, "B3": 2048.0, "B4": 10.0, "B6": 200_000.0, "B7": 0.5}
 
 
 def _timed(fn):
@@ -180,8 +189,12 @@ def main() -> None:
             r4 = b4(work)
         with console.status("B5 pandas reference ..."):
             r5 = b5(srcs["trades"], r1["ingest_candles_s"])
+        with console.status("B6 streaming normalisation + live candles ..."):
+            r6 = bench_streaming(min(trades_n, 1_000_000))
+        with console.status("B7 backfill orchestration overhead (30 days x 3 instruments) ..."):
+            r7 = bench_backfill(int(os.environ.get("MDH_BENCH_BACKFILL_DAYS", 30)))
         book_rows = pq.read_metadata(work / "b3" / "raw/book_snapshot_5/day.parquet").num_rows
-    results = {"trades": r1["rows"], "book_rows": book_rows, "B1": r1, "B2": r2, "B3": r3, "B4": r4, "B5": r5}
+    results = {"trades": r1["rows"], "book_rows": book_rows, "B1": r1, "B2": r2, "B3": r3, "B4": r4, "B5": r5, "B6": r6, "B7": r7}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
 
@@ -201,6 +214,14 @@ def main() -> None:
                   f">= {TARGETS['B4']:.0f}x {ok(r4['speedup'] >= TARGETS['B4'])}")
     table.add_row("B5", "pandas groupby reference", f"{r5['ours_s']:.2f} s (B1 work)", f"pandas {r5['pandas_s']:.2f} s",
                   f"{r5['ratio_ours_to_pandas']:.2f}x", "reference")
+    table.add_row("B6", "live path: parse + live 15s/1m candles", f"{r6['trades_per_s']:,.0f} trades/s",
+                  f"{r6['trades']:,} messages", f"{r6['seconds']:.2f} s",
+                  f">= {TARGETS['B6']:,.0f}/s {ok(r6['trades_per_s'] >= TARGETS['B6'])}")
+    table.add_row("B7", f"backfill overhead, {r7['partitions']} (day, instrument) partitions",
+                  f"Dagster {r7['dagster_s']:.1f} s ({r7['runs']} runs)", f"library {r7['library_s']:.1f} s",
+                  f"{r7['overhead_per_partition_s']:.2f} s/partition, "
+                  f"{r7['overhead_per_asset_partition_s']:.3f} s/asset partition",
+                  f"<= {TARGETS['B7']} s {ok(r7['overhead_per_partition_s'] <= TARGETS['B7'])}")
     console.print(table)
     console.print(f"results: {RESULTS / 'latest.json'}")
 

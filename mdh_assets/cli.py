@@ -108,14 +108,21 @@ def cmd_instruments(args) -> int:
 
 def _checked(rt, dates, filters):
     """Definitions for every day, and the expected partitions; an unknown venue or symbol
-    is a usage error."""
+    is a usage error. Says which days are past the raw retention window."""
     from mdh_assets.pipeline import ensure_instruments, expected_for
+    from mdh_lib.retention import is_expired, retention_cutoff
 
     failures = [o for o in ensure_instruments(rt, dates) if not o.success]
     expected = [e for d in dates for e in expected_for(rt, d)]
     problem = filters.unmatched(rt.settings.universe.exchanges, expected)
     if problem and not failures:
         raise UsageError(problem)
+    cutoff = retention_cutoff(rt.settings.raw_retention_days)
+    expired = sorted({d for d in dates if is_expired(d, cutoff)})
+    if expired:
+        err.print(f"note: {len(expired)} of these days ({expired[0]}..{expired[-1]}) are older than the "
+                  f"{rt.settings.raw_retention_days}-day raw retention (first kept day {cutoff}): they are "
+                  "not reported missing nor downloaded; MDH_RAW_RETENTION_DAYS=0 keeps every day", highlight=False)
     return expected, failures
 
 
@@ -154,28 +161,31 @@ def _print_report(rows, dates) -> None:
     out.print(table)
 
 
+def _days(first: str, last: str) -> int:
+    """Days in a run's range of partition keys (``date|instrument``)."""
+    return (_date(last.split("|")[0]) - _date(first.split("|")[0])).days + 1
+
+
 def _run_all(rt, groups, verb: str) -> list:
-    """One Dagster run per (partition, assets) group, with a progress bar."""
+    """One Dagster run per group (`mdh_assets.pipeline.Group`), with a progress bar over
+    the (day, instrument) partitions."""
     outcomes = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as bar:
-        task = bar.add_task(verb, total=len(groups))
-        for pk, keys in groups:
-            bar.update(task, description=f"{verb} {pk}")
-            outcomes.append(rt.run(keys, pk))
-            bar.advance(task)
+        task = bar.add_task(verb, total=sum(_days(first, last) for first, last, _ in groups))
+        for first, last, keys in groups:
+            bar.update(task, description=f"{verb} {first}" + (f" .. {last.split('|')[0]}" if last != first else ""))
+            outcomes.append(rt.run(keys, first, last))
+            bar.advance(task, _days(first, last))
         bar.update(task, description=f"{verb}: done")
     return outcomes
 
 
 def _download(rt, dates, filters, force: bool) -> tuple[list, list]:
-    from mdh_assets.pipeline import download_targets, prefetched, refresh_reports, run_groups
+    from mdh_assets.pipeline import download_targets, refresh_reports, run_groups
 
     expected, failures = _checked(rt, dates, filters)
-    targets = download_targets(rt, expected, filters, force)
-    groups = [(pk, keys) for pk, keys, _ in run_groups(targets)]
-    with prefetched(rt, targets, on_start=lambda n: err.print(f"fetching {n} files from Tardis ...")):
-        outcomes = _run_all(rt, groups, "ingesting")
+    outcomes = _run_all(rt, run_groups(download_targets(rt, expected, filters, force)), "ingesting")
     refresh_reports(rt, dates)
     return outcomes, failures
 
@@ -202,7 +212,7 @@ def _family(asset: str) -> str:
 def _summary(title: str, outcomes, seconds: float) -> None:
     rows, files = Counter(), Counter()
     for o in outcomes:
-        for asset, meta in o.metadata.items():
+        for (asset, _), meta in o.metadata.items():
             files[_family(asset)] += 1
             rows[_family(asset)] += int(meta.get("dagster/row_count", 0))
     table = Table(title=f"{title} ({seconds:.1f} s)")
@@ -249,6 +259,30 @@ def cmd_sample_server(args) -> int:
     serve_forever(host=args.host, port=args.port, data_dir=args.data_dir, trades_per_day=args.trades_per_day,
                   latency_ms=args.latency_ms)
     return 0
+
+
+def cmd_streaming_ticks(args) -> int:
+    from mdh_lib.streaming import StreamingError, run_stream
+
+    try:
+        summary = run_stream(args.venue, args.symbol, ticks=True, duration=args.duration)
+    except StreamingError as exc:
+        raise UsageError(str(exc)) from None
+    out.print(summary.table("Streaming ticks"))
+    return 1 if any(summary.write_failures.values()) else 0
+
+
+def cmd_streaming_candles(args) -> int:
+    from mdh_lib.streaming import LIVE_TIMEFRAMES, StreamingError, candle_lines, run_stream
+
+    try:
+        summary = run_stream(args.venue, args.symbol, ticks=False, timeframes=args.timeframes or LIVE_TIMEFRAMES,
+                             duration=args.duration,
+                             on_candles=lambda frame: print(*candle_lines(frame), sep="\n", flush=True))
+    except StreamingError as exc:
+        raise UsageError(str(exc)) from None
+    out.print(summary.table("Streaming candles"))
+    return 1 if any(summary.write_failures.values()) else 0
 
 
 def cmd_demo(args) -> int:
@@ -299,6 +333,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--trades-per-day", type=int, default=20_000)
     sp.add_argument("--latency-ms", type=int, default=0)
     sp.set_defaults(func=cmd_sample_server)
+
+    for name, func, help_ in (("streaming-ticks", cmd_streaming_ticks, "live ticks to ticks_{venue}_{symbol}"),
+                              ("streaming-candles", cmd_streaming_candles, "live 15s/1m candles to candles_live_{tf}")):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--symbol", required=True, help="BTC-USDT, the exchange symbol, or an instrument key")
+        sp.add_argument("--venue", default="binance", help="binance, binance-futures or deribit")
+        sp.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until SIGINT/SIGTERM")
+        if name == "streaming-candles":
+            sp.add_argument("--timeframes", type=_csv, default=(), help="default 15s,1m")
+        sp.set_defaults(func=func)
 
     sp = sub.add_parser("demo", help="the whole pipeline on the local sample source")
     sp.add_argument("--days", type=int, default=2)

@@ -10,12 +10,12 @@ from mdh_assets.features.assets import mft_assets, options_features_asset
 from mdh_assets.instruments.assets import instruments
 from mdh_assets.operations.schedules import JOBS, daily_schedule, pipeline_sensor
 from mdh_assets.raw.assets import raw_assets
-from mdh_assets.reports.assets import missing_report
+from mdh_assets.reports.assets import missing_report, raw_retention
 from mdh_assets.resources import build_resources
 from mdh_assets.warehouse.assets import warehouse_assets
 from mdh_lib.config import load_settings
 
-ASSETS = [instruments, *raw_assets, missing_report, options_features_asset, candle_assets, book_assets, mft_assets,
+ASSETS = [instruments, *raw_assets, missing_report, raw_retention, options_features_asset, candle_assets, book_assets, mft_assets,
           *warehouse_assets]
 
 defs = dg.Definitions(

@@ -26,21 +26,39 @@ def run_demo(days: int = 2) -> int:
     from mdh_lib.sample_server import SampleServer
     from mdh_lib.timeframes import TIMEFRAMES
 
+    # The demo replays fixed historical sample days: the raw retention window (counted back
+    # from today) would expire them, so it is off for this run unless set explicitly.
+    os.environ.setdefault("MDH_RAW_RETENTION_DAYS", "0")
     settings = load_settings()
     dates = [settings.universe.start_date + dt.timedelta(days=i) for i in range(days)]
     t0 = time.monotonic()
+    steps = []
+
+    def step(name: str, work):
+        started = time.monotonic()
+        outcomes, more = work()
+        steps.append((name, outcomes, time.monotonic() - started))
+        return outcomes, more
+
     with SampleServer() as server:
         os.environ["TARDIS_DATASETS_ENDPOINT"] = os.environ["TARDIS_API_ENDPOINT"] = server.endpoint
         rt = Runtime(load_settings())
         cli.out.print(f"[bold]mdh demo[/bold]: sample server at {server.url}, data root {rt.storage.root}, "
-                      f"days {dates[0]}..{dates[-1]}")
+                      f"days {dates[0]}..{dates[-1]}" + (" (raw retention off: the sample days are historical)"
+                                                          if not settings.raw_retention_days else ""))
         failures = [o for o in ensure_instruments(rt, dates, force=True) if not o.success]
-        downloads, more = cli._download(rt, dates, Filters(), force=False)
-    processed, _ = cli._process(rt, dates, Filters(), "candle", tuple(TIMEFRAMES))
-    features, _ = cli._process(rt, dates, Filters(), "mft", tuple(TIMEFRAMES))
-    loads, _ = cli._process(rt, dates, Filters(), "upload", tuple(TIMEFRAMES))
+        _, more = step("download raw ticks", lambda: cli._download(rt, dates, Filters(), force=False))
+    step("candles, book and options features", lambda: cli._process(rt, dates, Filters(), "candle", tuple(TIMEFRAMES)))
+    step("MFT features", lambda: cli._process(rt, dates, Filters(), "mft", tuple(TIMEFRAMES)))
+    step("warehouse tables", lambda: cli._process(rt, dates, Filters(), "upload", tuple(TIMEFRAMES)))
     rows, report_failures = cli._report_rows(rt, dates, Filters())
-    outcomes = downloads + processed + features + loads
+    outcomes = [o for _, step_outcomes, _ in steps for o in step_outcomes]
+    timing = Table(title="Demo steps")
+    for col in ("step", "runs", "partitions written", "seconds"):
+        timing.add_column(col, justify="right" if col != "step" else "left")
+    for name, step_outcomes, seconds in steps:
+        timing.add_row(name, str(len(step_outcomes)), str(sum(len(o.metadata) for o in step_outcomes)), f"{seconds:.1f}")
+    cli.out.print(timing)
     cli._summary("Demo summary", outcomes, time.monotonic() - t0)
 
     catalog = Catalog(rt.storage)

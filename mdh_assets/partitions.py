@@ -9,11 +9,16 @@ futures: derivative_ticker, liquidations) and ``option_underlyings`` (one option
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import dagster as dg
 
 from mdh_lib.config import load_settings
 from mdh_lib.instruments import InstrumentKey
+
+# MultiToSingleDimensionPartitionMapping is beta; it is the documented way to map a
+# date x instrument partition to its day's definitions. Every asset module imports this one.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 DATE = "date"
 INSTRUMENT = "instrument"

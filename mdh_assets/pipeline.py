@@ -6,32 +6,26 @@ Used by the CLI (and the demo); each step materializes assets in the persistent 
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import tempfile
-from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import dagster as dg
 import pyarrow as pa
 
+from mdh_assets.backfill import MAX_PARTITIONS_PER_RUN
 from mdh_assets.definitions import ASSETS
 from mdh_assets.partitions import RAW_PARTITIONS, partition_key
 from mdh_assets.reports.status import REPORTED, status_table
-from mdh_assets.resources import TARDIS, build_resources
-from mdh_assets.resources.tardis import TardisResource
+from mdh_assets.resources import build_resources
 from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materialize
 from mdh_lib.config import Settings, bypass_proxy_for_local
 from mdh_lib.definitions import Expected, expected_partitions
 from mdh_lib.instruments import InstrumentKey
 from mdh_lib.catalog import Catalog
 from mdh_lib.layout import missing_report_path
+from mdh_lib.retention import retention_cutoff
 from mdh_lib.storage import Storage
-from mdh_lib.tardis.client import DayFile, download_days
 
 INSTRUMENTS = dg.AssetKey(["instruments"])
-# Files in flight at once when `mdh download` prefetches (Tardis serves many in parallel).
-PREFETCH_CONCURRENCY = 20  # tardis-dev's own default
 REPORT = dg.AssetKey(["reports", "missing"])
 
 
@@ -85,8 +79,10 @@ class Runtime:
         self.storage = self.resources["storage"].storage
         self.catalog = Catalog(self.storage)
 
-    def run(self, selection: list[dg.AssetKey], partition: str) -> RunOutcome:
-        return materialize(ASSETS, selection, partition, instance=self.instance, resources=self.resources)
+    def run(self, selection: list[dg.AssetKey], partition: str, last: str | None = None) -> RunOutcome:
+        """One run of ``selection`` for ``partition`` (or the range ``partition``..``last``)."""
+        return materialize(ASSETS, selection, partition, instance=self.instance, resources=self.resources,
+                           last_key=last)
 
 
 def ensure_instruments(rt: Runtime, dates: list[dt.date], force: bool = False) -> list[RunOutcome]:
@@ -122,70 +118,73 @@ def download_targets(rt: Runtime, expected: list[Expected], filters: Filters, fo
     wanted = [e for e in expected if filters.keep(e)]
     if force:
         return wanted
-    rows = status_table(rt.instance, wanted).to_pylist()
+    rows = status_table(rt.instance, wanted, retention_cutoff(rt.settings.raw_retention_days)).to_pylist()
     todo = {(r["date"], r["data_type"], r["instrument_key"]) for r in rows if r["status"] in REPORTED}
     return [e for e in wanted if (e.date, e.data_type, e.key) in todo]
 
 
-def run_groups(targets: list[Expected]) -> list[tuple[str, list[dg.AssetKey], list[Expected]]]:
-    """Targets grouped into runs: one per (date, key, partitions definition)."""
-    groups: dict[tuple, list[Expected]] = {}
+Group = tuple[str, str, list[dg.AssetKey]]  # (first partition, last partition, assets): one run
+
+
+def date_spans(dates: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Runs of consecutive days, at most `MAX_PARTITIONS_PER_RUN` days each."""
+    spans: list[list[dt.date]] = []
+    for date in sorted(set(dates)):
+        if spans and date - spans[-1][1] == dt.timedelta(days=1) and \
+                (date - spans[-1][0]).days < MAX_PARTITIONS_PER_RUN:
+            spans[-1][1] = date
+        else:
+            spans.append([date, date])
+    return [(first, last) for first, last in spans]
+
+
+def _ranges(days: dict[tuple, list[dt.date]], keys_of) -> list[Group]:
+    """One group per span of consecutive days of each (instrument, ...) entry."""
+    groups = [(str(partition_key(first, entry[0])), str(partition_key(last, entry[0])), keys_of(entry))
+              for entry, dates in days.items() for first, last in date_spans(dates)]
+    return sorted(groups, key=lambda g: (g[0].split("|")[0], g[0]))
+
+
+def run_groups(targets: list[Expected]) -> list[Group]:
+    """Download runs: per instrument and set of missing data types (of one partitions
+    definition), a range of consecutive days."""
+    by_day: dict[tuple, set[str]] = {}
     for e in targets:
-        groups.setdefault((e.date, e.key, id(RAW_PARTITIONS[e.data_type])), []).append(e)
-    return [
-        (str(partition_key(date, key)), [dg.AssetKey(["raw", e.data_type]) for e in items], items)
-        for (date, key, _), items in groups.items()
-    ]
+        by_day.setdefault((e.key, id(RAW_PARTITIONS[e.data_type]), e.date), set()).add(e.data_type)
+    days: dict[tuple, list[dt.date]] = {}
+    for (key, _, date), types in by_day.items():
+        days.setdefault((key, tuple(sorted(types))), []).append(date)
+    return _ranges(days, lambda entry: [dg.AssetKey(["raw", t]) for t in entry[1]])
 
 
 def processing_groups(rt: Runtime, dates: list[dt.date], filters: Filters, step: str,
-                      timeframes: tuple[str, ...]) -> list[tuple[str, list[dg.AssetKey]]]:
-    """Runs for `mdh candle-processing` (options features of the underlyings first, then
-    candles and book per instrument) or `mdh mft-processing` (MFT per instrument)."""
+                      timeframes: tuple[str, ...]) -> list[Group]:
+    """Runs for `mdh candle-processing` (options features of the underlyings first, one run
+    per partition, then candles and book per instrument over ranges of days) or
+    `mdh mft-processing` (MFT per instrument over ranges of days)."""
     from mdh_lib.timeframes import MFT_TIMEFRAMES
 
-    first, then = [], []
+    if step == "mft":
+        keys = [dg.AssetKey(["features", "mft", tf]) for tf in timeframes if tf in MFT_TIMEFRAMES]
+    else:
+        keys = [dg.AssetKey([kind, tf]) for kind in ("candles", "book") for tf in timeframes]
+    first, days = [], {}
     for date in dates:
         expected = [e for e in expected_for(rt, date) if filters.keep(e)]
         instruments = sorted({e.key for e in expected if e.data_type == "trades"})
+        for key in instruments:
+            days.setdefault((key,), []).append(date)
         if step == "mft":
-            keys = [dg.AssetKey(["features", "mft", tf]) for tf in timeframes if tf in MFT_TIMEFRAMES]
-            then += [(str(partition_key(date, k)), keys) for k in instruments if keys]
             continue
         bases = {InstrumentKey.parse(k).base for k in instruments}
         underlyings = sorted({e.key for e in expected_for(rt, date)
                               if e.data_type == "options_chain" and InstrumentKey.parse(e.key).symbol in bases
                               and (not filters.venues or e.exchange in filters.venues)})
-        first += [(str(partition_key(date, u)), [dg.AssetKey(["features", "options"])]) for u in underlyings]
-        keys = [dg.AssetKey([kind, tf]) for kind in ("candles", "book") for tf in timeframes]
-        then += [(str(partition_key(date, k)), keys) for k in instruments]
-    return first + then
+        first += [(pk, pk, [dg.AssetKey(["features", "options"])]) for pk in (str(partition_key(date, u)) for u in underlyings)]
+    return first + (_ranges(days, lambda entry: keys) if keys else [])
 
 
-@contextmanager
-def prefetched(rt: Runtime, targets: list[Expected], concurrency: int = PREFETCH_CONCURRENCY,
-               on_start: Callable[[int], None] | None = None):
-    """Fetch the targets' files concurrently into a staging folder that this command's runs
-    read from (deleted afterwards, so nothing is reused by a later attempt). A file that
-    fails here is simply fetched again, and its error reported, by its own run."""
-    files = sorted({DayFile(e.exchange, e.data_type, e.date, e.source_symbol) for e in targets},
-                   key=lambda f: (f.date, f.exchange, f.data_type, f.symbol))
-    staging = tempfile.mkdtemp(prefix="mdh-staging-")
-    tardis = rt.resources[TARDIS]
-    if on_start and files:
-        on_start(len(files))
-    try:
-        download_days(files, endpoint=rt.settings.datasets_endpoint, api_key=str(rt.settings.tardis_api_key),
-                      dest_dir=staging, concurrency=concurrency)
-        rt.resources[TARDIS] = TardisResource(**{**tardis.model_dump(), "staging_dir": staging})
-        yield len(files)
-    finally:
-        rt.resources[TARDIS] = tardis
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def upload_groups(rt: Runtime, dates: list[dt.date], filters: Filters,
-                  timeframes: tuple[str, ...]) -> list[tuple[str, list[dg.AssetKey]]]:
+def upload_groups(rt: Runtime, dates: list[dt.date], filters: Filters, timeframes: tuple[str, ...]) -> list[Group]:
     """Runs for `mdh bigquery-upload`: per (day, instrument), the candle tables of the chosen
     timeframes (required), plus the book and MFT feature tables whose Parquet exists (the
     seed's daily order uploads before the MFT step)."""
@@ -199,5 +198,6 @@ def upload_groups(rt: Runtime, dates: list[dt.date], filters: Filters,
                 for family, (source, family_tfs) in FAMILIES.items() for tf in timeframes
                 if tf in family_tfs and (family == "candles" or rt.catalog.exists((*source, tf), date, key))
             ]
-            groups.append((str(partition_key(date, key)), keys))
+            pk = str(partition_key(date, key))
+            groups.append((pk, pk, keys))
     return groups

@@ -2,16 +2,22 @@
 with one optional Parquet output and one blocking check per timeframe, whose checks run on
 the computed frames before anything is written."""
 
+import datetime as dt
 from collections.abc import Callable
 
 import dagster as dg
 import polars as pl
 
+from mdh_assets.backfill import Results
+from mdh_assets.metadata import file_metadata, preview
 from mdh_assets.partitions import by_instrument
+from mdh_lib.instruments import InstrumentKey
+from mdh_lib.layout import dataset_path
+from mdh_lib.storage import Storage
 
 
 def per_timeframe(keys: dict[str, dg.AssetKey], *, group: str, description: Callable[[str], str], check: str,
-                  check_description: str, deps: list) -> dict:
+                  check_description: str, deps: list, **kwargs) -> dict:
     """Arguments for `dg.multi_asset`."""
     return dict(
         outs={key.to_python_identifier(): dg.AssetOut(key=key, group_name=group, kinds={"parquet", "polars"},
@@ -19,7 +25,7 @@ def per_timeframe(keys: dict[str, dg.AssetKey], *, group: str, description: Call
               for tf, key in keys.items()},
         check_specs=[dg.AssetCheckSpec(check, asset=key, blocking=True, description=check_description)
                      for key in keys.values()],
-        deps=deps, partitions_def=by_instrument, can_subset=True,
+        deps=deps, partitions_def=by_instrument, can_subset=True, **kwargs,
     )
 
 
@@ -28,14 +34,37 @@ def selected(context: dg.AssetExecutionContext, keys: dict[str, dg.AssetKey]) ->
     return [tf for tf, key in keys.items() if key in context.selected_asset_keys]
 
 
-def checked_outputs(what: str, keys: dict[str, dg.AssetKey], check: str, frames: dict[str, pl.DataFrame],
-                    failures: dict[str, list[str]], metadata: Callable[[str, pl.DataFrame], dict]):
-    """Check results first; if any failed, fail the partition with nothing written."""
-    for tf, problems in failures.items():
-        yield dg.AssetCheckResult(asset_key=keys[tf], check_name=check, passed=not problems,
-                                  metadata={"failures": "; ".join(problems)[:1000]} if problems else {})
-    if any(failures.values()):
-        bad = ", ".join(tf for tf, problems in failures.items() if problems)
-        raise dg.Failure(description=f"{what}: checks failed for {bad}; nothing written")
-    for tf, frame in frames.items():
-        yield dg.Output(frame.to_arrow(), output_name=keys[tf].to_python_identifier(), metadata=metadata(tf, frame))
+class TimeframeRun(Results):
+    """A run of a per-timeframe multi-asset over one or more partitions: each partition is
+    written only if every check of its frames passed; the checks report per timeframe over
+    the whole run."""
+
+    def __init__(self, context: dg.AssetExecutionContext, keys: dict[str, dg.AssetKey], check: str):
+        super().__init__(context)
+        self.keys, self.check = keys, check
+        self.timeframes = selected(context, keys)
+        self.problems: dict[str, list[str]] = {tf: [] for tf in self.timeframes}
+
+    def write(self, storage: Storage, what: str, partition: tuple[str, dt.date, InstrumentKey],
+              frames: dict[str, pl.DataFrame], failures: dict[str, list[str]],
+              metadata: Callable[[str, pl.DataFrame], dict]) -> None:
+        """Check results of one partition (`run_partitions`); its files when they all passed."""
+        pk, date, key = partition
+        for tf, problems in failures.items():
+            self.problems[tf] += [f"{pk}: {p}" for p in problems]
+        bad = [tf for tf, problems in failures.items() if problems]
+        if bad:
+            self.failed(f"{what}: checks failed for {', '.join(bad)}; nothing written")
+            return
+        for tf, frame in frames.items():
+            table = frame.to_arrow()
+            info = storage.write_parquet(dataset_path(self.keys[tf].path, date, key), table, sorting_column="timestamp")
+            self.materialized(self.keys[tf], pk, {
+                **file_metadata(info, table.schema), "preview": preview(frame), **metadata(tf, frame)})
+
+    def finish_run(self):
+        """Check results per timeframe, then `Results.finish`."""
+        for tf, problems in self.problems.items():
+            yield dg.AssetCheckResult(asset_key=self.keys[tf], check_name=self.check, passed=not problems,
+                                      metadata={"failures": "; ".join(problems)[:1000]} if problems else {})
+        yield from super().finish([self.keys[tf] for tf in self.timeframes])

@@ -32,7 +32,9 @@ SETTING_NAMES = (
     "STORAGE_EMULATOR_HOST",
     "BIGQUERY_EMULATOR_HOST",
     "DAGSTER_HOME",
+    "MDH_RAW_RETENTION_DAYS",
 )
+DEFAULT_RAW_RETENTION_DAYS = 30
 
 
 class Secret(str):
@@ -97,6 +99,7 @@ class Settings:
     storage_emulator_host: str = ""
     bigquery_emulator_host: str = ""
     dagster_home: str = DEFAULT_DAGSTER_HOME
+    raw_retention_days: int = DEFAULT_RAW_RETENTION_DAYS  # 0 keeps every day (`mdh_lib.retention`)
     universe: Universe = field(default_factory=Universe)
 
 
@@ -126,6 +129,16 @@ def _universe(raw: dict) -> Universe:
     return Universe(start_date=start, venues=venues or DEFAULT_VENUES)
 
 
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise ValueError(f"MDH_RAW_RETENTION_DAYS must be a whole number of days >= 0 (0 keeps everything), not {text!r}")
+    return days
+
+
 def load_settings(env: dict[str, str] | None = None, **overrides) -> Settings:
     """Build the settings; ``overrides`` (from command-line flags) win over everything."""
     env = dict(os.environ if env is None else env)
@@ -146,6 +159,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides) -> Settings:
         storage_emulator_host=merged.get("STORAGE_EMULATOR_HOST", ""),
         bigquery_emulator_host=merged.get("BIGQUERY_EMULATOR_HOST", ""),
         dagster_home=merged.get("DAGSTER_HOME", DEFAULT_DAGSTER_HOME),
+        raw_retention_days=_days(merged.get("MDH_RAW_RETENTION_DAYS", str(DEFAULT_RAW_RETENTION_DAYS))),
         universe=_universe(raw.get("universe", {})),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -1,5 +1,6 @@
-"""One raw partition, end to end: download the Tardis file, parse and check it as a stream,
-write it sorted to a local Parquet file that the caller then commits (`Storage.commit`).
+"""Raw partitions, end to end: download the Tardis files (many at once), parse and check each
+as a stream, write it sorted to a local Parquet file that the caller then commits
+(`Storage.commit`).
 
 Each attempt works in a fresh temporary folder, so a bad download is never reused on a
 retry; if anything fails, nothing reaches the storage root and the folder is removed.
@@ -13,6 +14,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
@@ -21,8 +23,8 @@ import pyarrow.compute as pc
 from mdh_lib.instruments import OPTIONS_DATA_TYPE, InstrumentKey
 from mdh_lib.schemas import RAW_SCHEMAS
 from mdh_lib.storage import WriteInfo, write_local_batches, write_local_frame
-from mdh_lib.tardis.client import DayFile, Download, download_day
-from mdh_lib.tardis.parse import OutOfOrder, iter_raw_batches, parse_raw
+from mdh_lib.tardis.client import DayFile, Download, TardisError, download_days
+from mdh_lib.tardis.parse import OutOfOrder, RawFileError, iter_raw_batches, parse_raw
 
 
 @dataclass(frozen=True)
@@ -60,28 +62,60 @@ def stage_raw_file(path: str, data_type: str, date: dt.date, name: str, out: str
     return write_local_frame(out, frame, sorting_column="timestamp")
 
 
-def fetch_raw_day(
-    data_type: str, date: dt.date, key: InstrumentKey, exchange: str, source_symbol: str, *,
-    endpoint: str, api_key: str, staging_dir: str = "",
-) -> RawDay:
-    """Download and stage one day of ``data_type`` for ``key``; an options underlying
-    (``DERIBIT:OPTION:BTC``) keeps only its own rows of the venue's grouped chain.
+@dataclass(frozen=True)
+class RawRequest:
+    """One raw partition to fetch: a data type of an instrument (or options underlying) on a day."""
 
-    ``staging_dir``: where `download_days` already fetched this command's files
-    concurrently; a file found there is used as is (that folder lives for one command)."""
-    wanted = DayFile(exchange, data_type, date, source_symbol)
-    staged = wanted.local_path(staging_dir) if staging_dir else ""
-    work = tempfile.mkdtemp(prefix="mdh-ingest-")
+    data_type: str
+    date: dt.date
+    key: InstrumentKey
+    exchange: str
+    source_symbol: str
+
+    @property
+    def file(self) -> DayFile:
+        return DayFile(self.exchange, self.data_type, self.date, self.source_symbol)
+
+
+# Files in flight at once (tardis-dev's own default); also the number of downloaded files
+# on local disk at a time.
+FETCH_CONCURRENCY = 20
+
+
+def fetch_raw_days(requests: list[RawRequest], *, endpoint: str, api_key: str,
+                   concurrency: int = FETCH_CONCURRENCY) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
+    """Download the requests' files ``concurrency`` at a time and stage each one, yielding
+    ``(request, RawDay)`` in order, or ``(request, error)`` for a file that failed
+    (`TardisError` for the download, `RawFileError` for its content). Each chunk works in a
+    fresh temporary folder, removed before the next one starts (bounded disk), so a bad
+    download is never reused; an options underlying (``DERIBIT:OPTION:BTC``) keeps only its
+    own rows of the venue's grouped chain."""
+    for i in range(0, len(requests), concurrency):
+        chunk = requests[i:i + concurrency]
+        work = tempfile.mkdtemp(prefix="mdh-fetch-")
+        try:
+            got = download_days(sorted({r.file for r in chunk}, key=str), endpoint=endpoint, api_key=api_key,
+                                dest_dir=work, concurrency=concurrency)
+            for r in chunk:
+                download = got[r.file]
+                if isinstance(download, TardisError):
+                    yield r, download
+                    continue
+                try:
+                    yield r, _stage(r, download, endpoint)
+                except RawFileError as exc:
+                    yield r, exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _stage(r: RawRequest, got: Download, endpoint: str) -> RawDay:
+    out = tempfile.mkdtemp(prefix="mdh-ingest-")
     try:
-        if staged and os.path.exists(staged):
-            got = Download(staged, wanted.url(endpoint), os.path.getsize(staged))
-        else:
-            got = download_day(wanted, endpoint=endpoint, api_key=api_key, dest_dir=os.path.join(work, "download"))
-        prefix = f"{key.symbol}-" if data_type == OPTIONS_DATA_TYPE else None
-        info = stage_raw_file(got.path, data_type, date, got.url[len(endpoint) + 1:],
-                              os.path.join(work, "day.parquet"), keep_prefix=prefix)
-        shutil.rmtree(os.path.join(work, "download"), ignore_errors=True)
+        prefix = f"{r.key.symbol}-" if r.data_type == OPTIONS_DATA_TYPE else None
+        info = stage_raw_file(got.path, r.data_type, r.date, got.url[len(endpoint) + 1:],
+                              os.path.join(out, "day.parquet"), keep_prefix=prefix)
         return RawDay(info, got.url, got.bytes)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
         raise

@@ -9,6 +9,7 @@ Hive-style folders (``date=YYYY-MM-DD``), one Parquet file per partition::
     features/mft/{timeframe}/date=YYYY-MM-DD/{instrument_slug}.parquet
     features/options/date=YYYY-MM-DD/{underlying_slug}.parquet
     reports/missing/date=YYYY-MM-DD/report.parquet
+    reports/retention/date=YYYY-MM-DD/removed.parquet
 
 Paths are relative to the root; `mdh_lib.storage.Storage` joins them to a local folder or gs://.
 The instrument slug is defined in `mdh_lib.instruments` (``:`` written ``_``).
@@ -22,21 +23,36 @@ from mdh_lib.instruments import InstrumentKey
 
 
 # Datasets of one file per day (no instrument dimension) and the name of that file.
-DAILY_FILE_NAMES = {("instruments",): "instruments", ("reports", "missing"): "report"}
+DAILY_FILE_NAMES = {("instruments",): "instruments", ("reports", "missing"): "report",
+                    ("reports", "retention"): "removed"}
+DAY_FOLDER = "date="
+
+
+def dataset_folder(dataset: tuple[str, ...] | list[str]) -> str:
+    """The folder holding every partition of ``dataset``."""
+    return "/".join(dataset)
+
+
+def partition_date(rel: str) -> dt.date:
+    """The day of a partition file, from its ``date=YYYY-MM-DD`` folder."""
+    for part in rel.split("/"):
+        if part.startswith(DAY_FOLDER):
+            return dt.date.fromisoformat(part[len(DAY_FOLDER):])
+    raise ValueError(f"{rel} is not a daily partition file")
 
 
 def dataset_path(dataset: tuple[str, ...] | list[str], date: dt.date | str, key: InstrumentKey | str | None = None) -> str:
     """The file of one partition of ``dataset`` (its folder parts, which are also the Dagster
     asset key): ``{dataset}/date=YYYY-MM-DD/{instrument_slug or daily file name}.parquet``."""
     dataset = tuple(dataset)
-    day = f"date={date if isinstance(date, str) else date.isoformat()}"
+    day = f"{DAY_FOLDER}{date if isinstance(date, str) else date.isoformat()}"
     if key is None:
         if dataset not in DAILY_FILE_NAMES:
             raise ValueError(f"dataset {'/'.join(dataset)} is partitioned by instrument: a key is needed")
         name = DAILY_FILE_NAMES[dataset]
     else:
         name = (key if isinstance(key, InstrumentKey) else InstrumentKey.parse(key)).slug
-    return f"{'/'.join(dataset)}/{day}/{name}.parquet"
+    return f"{dataset_folder(dataset)}/{day}/{name}.parquet"
 
 
 def raw_path(data_type: str, date: dt.date | str, key: InstrumentKey | str) -> str:

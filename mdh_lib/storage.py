@@ -125,6 +125,9 @@ class Storage:
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
 
+    def size(self, rel: str) -> int:
+        return int(self.fs.size(self.path(rel)))
+
     def delete(self, rel: str) -> None:
         if self.exists(rel):
             self.fs.rm(self.path(rel))

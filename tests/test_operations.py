@@ -80,3 +80,112 @@ def test_failed_partitions_are_retried_then_given_up(mdh_env, server):
                                         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
         assert not result.success
     assert key not in _by_job(_requests(mdh_env)).get("raw_instruments", set())
+
+
+def _materialization(instance: dg.DagsterInstance, asset: list[str], partition: str) -> dict:
+    event = instance.fetch_materializations(dg.AssetKey(asset), limit=500).records
+    found = [r.asset_materialization for r in event if r.asset_materialization.partition == partition]
+    assert found, f"no materialization of {'/'.join(asset)} {partition}"
+    return {k: v.value for k, v in found[0].metadata.items()}
+
+
+def test_backfill_runs_a_range_per_instrument_and_a_bad_day_fails_alone(mdh_env, server, capsys):
+    """Three days of one spot pair: one raw run and one candle run in all; a 404 on the middle
+    day fails that partition only, with one line naming it, and keeps the other two."""
+    from mdh_assets.pipeline import Runtime
+    from mdh_lib.config import load_settings
+    from mdh_lib.layout import raw_path
+    from mdh_lib.storage import Storage
+
+    span = ["--start-date", "2024-01-01", "--end-date", "2024-01-03", "--venues", "binance"]
+    server.inject("status", match="binance/trades/2024/01/02/", status=404)
+    capsys.readouterr()
+    assert main(["download", *span]) == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("failed")]
+    assert len(failed) == 1 and "trades 2024-01-02 BINANCE:SPOT_PAIR:BTC-USDT" in failed[0] and "404" in failed[0]
+    storage = Storage(mdh_env["MDH_DATA_ROOT"])
+    spot = "BINANCE:SPOT_PAIR:BTC-USDT"
+    assert [storage.exists(raw_path("trades", f"2024-01-0{d}", spot)) for d in (1, 2, 3)] == [True, False, True]
+
+    rt = Runtime(load_settings())
+    statuses = rt.instance.get_status_by_partition(
+        dg.AssetKey(["raw", "trades"]), [f"2024-01-0{d}|{spot}" for d in (1, 2, 3)],
+        defs.resolve_assets_def(dg.AssetKey(["raw", "trades"])).partitions_def)
+    assert [s.value for s in statuses.values()] == ["MATERIALIZED", "FAILED", "MATERIALIZED"]
+
+    def range_runs() -> int:
+        return sum(1 for r in rt.instance.get_runs()
+                   if r.tags.get("dagster/asset_partition_range_end") == f"2024-01-03|{spot}")
+
+    assert range_runs() == 1  # trades and book_snapshot_5 of three days
+
+    server.clear_faults()
+    assert main(["download", *span]) == 0  # only the failed day is fetched again
+    assert main(["candle-processing", *span]) == 0
+    assert range_runs() == 2  # and one run of candles and book for the three days
+
+    raw = _materialization(rt.instance, ["raw", "trades"], f"2024-01-03|{spot}")
+    assert raw["dagster/row_count"] > 0 and raw["first_timestamp"].startswith("2024-01-0")
+    assert [c.name for c in raw["dagster/column_schema"].columns][:4] == ["exchange", "symbol", "timestamp", "local_timestamp"]
+    assert len(raw["preview"].records) == 5
+    candle = _materialization(rt.instance, ["candles", "1m"], f"2024-01-02|{spot}")
+    assert candle["dagster/row_count"] == 1440 and len(candle["preview"].records) == 5
+    assert "data:image/png;base64," in candle["chart"]
+    assert "chart" not in _materialization(rt.instance, ["candles", "15s"], f"2024-01-02|{spot}")
+
+
+def test_pools_default_to_one_step_at_a_time(mdh_env):
+    from mdh_assets.pipeline import Runtime
+    from mdh_lib.config import load_settings
+
+    instance = Runtime(load_settings()).instance
+    pools = {defs.resolve_assets_def(k).node_def.pool for k in
+             (dg.AssetKey(["raw", "trades"]), dg.AssetKey(["warehouse", "candles_1m"]))}
+    assert pools == {"tardis", "warehouse_candles"}
+    assert all(instance.event_log_storage.get_concurrency_info(p).limit == 1 for p in pools)
+
+
+def test_retention_deletes_expired_raw_files_and_records_them(mdh_env, monkeypatch):
+    from mdh_assets.pipeline import Runtime
+    from mdh_lib.config import load_settings
+    from mdh_lib.layout import dataset_path, raw_path
+    from mdh_lib.storage import Storage
+
+    span = ["--start-date", "2024-01-01", "--end-date", "2024-01-02", "--venues", "binance"]
+    assert main(["download", *span]) == 0 and main(["candle-processing", *span]) == 0
+    storage = Storage(mdh_env["MDH_DATA_ROOT"])
+    before = storage.list("raw")
+    monkeypatch.setenv("MDH_RAW_RETENTION_DAYS", "30")
+    rt = Runtime(load_settings())
+    # the run for 2024-01-31 keeps 2024-01-02 .. 2024-01-31: 2024-01-01 expires
+    outcome = rt.run([dg.AssetKey(["reports", "retention"])], "2024-01-31")
+    assert outcome.success, outcome.errors
+    expired = [p for p in before if "date=2024-01-01" in p]
+    assert len(expired) == 2  # trades and book_snapshot_5 of the spot pair
+    assert storage.list("raw") == [p for p in before if p not in expired]
+    removed = storage.read_parquet(dataset_path(("reports", "retention"), "2024-01-31"))
+    assert sorted(removed["path"].to_pylist()) == expired and all(b > 0 for b in removed["bytes"].to_pylist())
+    meta = outcome.metadata["reports/retention", "2024-01-31"]
+    assert meta["files_removed"] == 2 and meta["first_kept_day"] == "2024-01-02"
+    spot = "BINANCE:SPOT_PAIR:BTC-USDT"
+    assert storage.exists(dataset_path(("candles", "1m"), "2024-01-01", spot))  # only raw ticks expire
+    assert storage.exists(raw_path("trades", "2024-01-02", spot))
+    assert rt.run([dg.AssetKey(["reports", "retention"])], "2024-01-31").success  # idempotent: nothing left
+
+
+def test_expired_days_are_not_reported_missing_nor_downloaded(mdh_env, server, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("MDH_RAW_RETENTION_DAYS", "30")  # 2024 is long past the window
+    capsys.readouterr()
+    assert main(["missing-tick-reports", "--start-date", "2024-01-01", "--end-date", "2024-01-01",
+                 "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == []
+    assert "older than the 30-day raw retention" in captured.err
+    server.clear_requests()
+    assert main(["download", "--start-date", "2024-01-01", "--end-date", "2024-01-01"]) == 0
+    assert not [p for _, p, _ in server.requests if p.endswith(".csv.gz")]
+    monkeypatch.setenv("MDH_RAW_RETENTION_DAYS", "-3")
+    assert main(["missing-tick-reports", "--start-date", "2024-01-01", "--end-date", "2024-01-01"]) == 1
+    assert "MDH_RAW_RETENTION_DAYS must be a whole number" in capsys.readouterr().err

@@ -3,9 +3,9 @@ book_snapshot_5 Parquet one row group at a time (bounded memory on 10M-snapshot 
 
 import dagster as dg
 
-from mdh_assets.partitions import split
+from mdh_assets.backfill import POLICY, run_partitions
 from mdh_assets.resources.storage import StorageResource
-from mdh_assets.timeframe_assets import checked_outputs, per_timeframe, selected
+from mdh_assets.timeframe_assets import TimeframeRun, per_timeframe
 from mdh_lib.catalog import Catalog
 from mdh_lib.features.book import BookAggregator
 from mdh_lib.frames import Instrument, with_ids
@@ -20,20 +20,23 @@ BOOK_KEYS = {tf: dg.AssetKey(["book", tf]) for tf in TIMEFRAMES}
 @dg.multi_asset(**per_timeframe(
     BOOK_KEYS, group="book", check=GRID_CHECK, deps=[["raw", "book_snapshot_5"]],
     description=lambda tf: f"{tf} order-book features from book_snapshot_5 (mdh_lib.features.book)",
-    check_description="one row per bucket of the day, increasing timestamps",
+    check_description="one row per bucket of the day, increasing timestamps", backfill_policy=POLICY,
 ))
 def book_assets(context: dg.AssetExecutionContext, storage: StorageResource):
-    date, key = split(context.partition_key)
-    catalog = Catalog(storage.storage)
-    instrument = Instrument.from_definitions(catalog.definitions(date), key)
-    if not catalog.exists(("raw", "book_snapshot_5"), date, key):
-        raise dg.Failure(description=f"book {date} {key}: raw/book_snapshot_5 is not downloaded; run mdh download first")
-    aggregator = BookAggregator(date, selected(context, BOOK_KEYS))
-    snapshots = 0
-    for chunk in catalog.batches(("raw", "book_snapshot_5"), date, key):
-        snapshots += chunk.height
-        aggregator.update(chunk)
-    frames = {tf: with_ids(frame, instrument, tf) for tf, frame in aggregator.finish().items()}
-    failures = {tf: grid_failures(frame, date, tf) for tf, frame in frames.items()}
-    yield from checked_outputs(f"book {date} {key}", BOOK_KEYS, GRID_CHECK, frames, failures,
-                               lambda tf, frame: {"snapshots": snapshots})
+    run, catalog = TimeframeRun(context, BOOK_KEYS, GRID_CHECK), Catalog(storage.storage)
+    for partition in run_partitions(context):
+        _, date, key = partition
+        if not catalog.exists(("raw", "book_snapshot_5"), date, key):
+            run.failed(f"book {date} {key}: raw/book_snapshot_5 is not downloaded; run mdh download first")
+            continue
+        instrument = Instrument.from_definitions(catalog.definitions(date), key)
+        aggregator = BookAggregator(date, run.timeframes)
+        snapshots = 0
+        for chunk in catalog.batches(("raw", "book_snapshot_5"), date, key):
+            snapshots += chunk.height
+            aggregator.update(chunk)
+        frames = {tf: with_ids(frame, instrument, tf) for tf, frame in aggregator.finish().items()}
+        failures = {tf: grid_failures(frame, date, tf) for tf, frame in frames.items()}
+        run.write(storage.storage, f"book {date} {key}", partition, frames, failures,
+                  lambda tf, frame: {"snapshots": snapshots})
+    yield from run.finish_run()

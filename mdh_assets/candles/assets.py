@@ -5,9 +5,11 @@ import datetime as dt
 
 import dagster as dg
 
-from mdh_assets.partitions import DATE, INSTRUMENT, split
+from mdh_assets.backfill import POLICY, run_partitions
+from mdh_assets.metadata import CHART_TIMEFRAMES, candle_chart
+from mdh_assets.partitions import DATE, INSTRUMENT
 from mdh_assets.resources.storage import StorageResource
-from mdh_assets.timeframe_assets import checked_outputs, per_timeframe, selected
+from mdh_assets.timeframe_assets import TimeframeRun, per_timeframe
 from mdh_lib.candles import Instrument, candles, day_rows
 from mdh_lib.candles.checks import check_candles
 from mdh_lib.candles.trades import TRADE_COLUMNS
@@ -63,11 +65,31 @@ def _day_ticks(catalog: Catalog, data_type: str, date: dt.date, key, definition:
     check_description="types, OHLC and VWAP ranges, taker volumes, full grid, increasing timestamps",
     deps=[dg.AssetDep(["raw", "trades"], partition_mapping=_same_and_next_day()),
           ["raw", "derivative_ticker"], ["raw", "liquidations"], ["features", "options"]],
+    backfill_policy=POLICY,
 ))
 def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
-    date, key = split(context.partition_key)
-    timeframes = selected(context, CANDLE_KEYS)
-    catalog = Catalog(storage.storage)
+    run, catalog = TimeframeRun(context, CANDLE_KEYS, CANDLE_CHECK), Catalog(storage.storage)
+    for partition in run_partitions(context):
+        _, date, key = partition
+        try:
+            frames, late, features = _candles(catalog, date, key, run.timeframes)
+        except dg.Failure as exc:
+            run.failed(exc.description)
+            continue
+        failures = {tf: check_candles(frame, date, tf) for tf, frame in frames.items()}
+        run.write(storage.storage, f"candles {date} {key}", partition, frames, failures, lambda tf, frame: {
+            "buckets_with_trades": int((frame["trade_count"] > 0).sum()),
+            "trades": int(frame["trade_count"].sum()),
+            "next_day_included": late is not None,
+            "late_trades_from_next_day": 0 if late is None else late.height,
+            "options_columns": features is not None,
+            **({"chart": candle_chart(frame, f"{key} {tf} {date}")} if tf in CHART_TIMEFRAMES else {}),
+        })
+    yield from run.finish_run()
+
+
+def _candles(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
+    """(frames per timeframe, next-day late trades or None, options features or None)."""
     definitions = catalog.definitions(date)
     definition = instrument_row(definitions, key) if definitions is not None else None
     if definition is None:
@@ -83,11 +105,4 @@ def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
         ticker=_required(catalog, "derivative_ticker", date, key, definition), liquidations=liquidations,
         options={tf: options_columns(features, tf) for tf in timeframes} if features is not None else None,
     )
-    failures = {tf: check_candles(frame, date, tf) for tf, frame in frames.items()}
-    yield from checked_outputs(f"candles {date} {key}", CANDLE_KEYS, CANDLE_CHECK, frames, failures, lambda tf, frame: {
-        "buckets_with_trades": int((frame["trade_count"] > 0).sum()),
-        "trades": int(frame["trade_count"].sum()),
-        "next_day_included": late is not None,
-        "late_trades_from_next_day": 0 if late is None else late.height,
-        "options_columns": features is not None,
-    })
+    return frames, late, features

@@ -7,9 +7,10 @@ import dagster as dg
 import polars as pl
 
 from mdh_assets.candles.assets import candle_key
+from mdh_assets.backfill import POLICY, run_partitions
 from mdh_assets.partitions import by_underlying, split
 from mdh_assets.resources.storage import StorageResource
-from mdh_assets.timeframe_assets import checked_outputs, per_timeframe, selected
+from mdh_assets.timeframe_assets import TimeframeRun, per_timeframe
 from mdh_lib.catalog import Catalog
 from mdh_lib.features.mft import history_bars, mft_features
 from mdh_lib.features.options import options_features
@@ -70,20 +71,31 @@ def _history(catalog: Catalog, date: dt.date, key, tf: str) -> pl.DataFrame | No
 @dg.multi_asset(**per_timeframe(
     MFT_KEYS, group="features", check=GRID_CHECK, deps=[candle_key(tf) for tf in MFT_TIMEFRAMES],
     description=lambda tf: f"{tf} MFT features from {tf} candles (mdh_lib.features.mft)",
-    check_description="one row per bucket of the day, increasing timestamps",
+    check_description="one row per bucket of the day, increasing timestamps", backfill_policy=POLICY,
 ))
 def mft_assets(context: dg.AssetExecutionContext, storage: StorageResource):
-    date, key = split(context.partition_key)
-    catalog = Catalog(storage.storage)
+    run, catalog = TimeframeRun(context, MFT_KEYS, GRID_CHECK), Catalog(storage.storage)
+    for partition in run_partitions(context):
+        _, date, key = partition
+        try:
+            frames, history_rows = _mft_frames(catalog, date, key, run.timeframes)
+        except dg.Failure as exc:
+            run.failed(exc.description)
+            continue
+        failures = {tf: grid_failures(frame, date, tf) for tf, frame in frames.items()}
+        run.write(storage.storage, f"mft {date} {key}", partition, frames, failures, lambda tf, frame: {
+            "history_bars": history_rows[tf], "history_bars_wanted": history_bars(tf)})
+    yield from run.finish_run()
+
+
+def _mft_frames(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
     instrument = Instrument.from_definitions(catalog.definitions(date), key)
     frames, history_rows = {}, {}
-    for tf in selected(context, MFT_KEYS):
+    for tf in timeframes:
         day = catalog.read(candle_key(tf).path, date, key)
         if day is None:
             raise dg.Failure(description=f"mft {date} {key}: candles/{tf} is not materialized; run mdh candle-processing first")
         history = _history(catalog, date, key, tf)
         history_rows[tf] = 0 if history is None else history.height
         frames[tf] = with_ids(mft_features(day, history, tf), instrument, tf)
-    failures = {tf: grid_failures(frame, date, tf) for tf, frame in frames.items()}
-    yield from checked_outputs(f"mft {date} {key}", MFT_KEYS, GRID_CHECK, frames, failures, lambda tf, frame: {
-        "history_bars": history_rows[tf], "history_bars_wanted": history_bars(tf)})
+    return frames, history_rows

@@ -1,18 +1,19 @@
 """Parquet IO manager over the storage root: asset key = dataset folder (`mdh_lib.layout`).
 
 Outputs are Arrow tables written atomically (`mdh_lib.storage`); inputs load as Arrow tables.
+It serves the assets with one partition per run (instruments, reports, options features);
+the raw, candle, book and MFT assets run over ranges of partitions and write each
+partition themselves (`mdh_assets.backfill`), with the same metadata.
 """
 
 
-import datetime as dt
-
 import dagster as dg
+import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from mdh_assets.metadata import file_metadata, preview
 from mdh_assets.partitions import DATE, INSTRUMENT
 from mdh_assets.resources.storage import StorageResource
-from mdh_lib.ingest import RawDay
 from mdh_lib.layout import dataset_path
 
 
@@ -23,35 +24,15 @@ def _partition_path(asset_key: dg.AssetKey, partition_key) -> str:
     return dataset_path(asset_key.path, partition_key)
 
 
-def _iso(micros: int | None) -> str:
-    return "" if micros is None else dt.datetime.fromtimestamp(micros / 1e6, dt.timezone.utc).isoformat()
-
-
 class ParquetIOManager(dg.ConfigurableIOManager):
-    """Writes an Arrow table, or commits a raw day already staged as local Parquet
-    (`mdh_lib.ingest.RawDay`, streamed there with bounded memory)."""
+    """Writes an Arrow table as the partition's Parquet file."""
 
     storage: StorageResource
 
-    def handle_output(self, context: dg.OutputContext, obj: pa.Table | RawDay) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pa.Table) -> None:
         rel = _partition_path(context.asset_key, context.asset_partition_key)
-        if isinstance(obj, RawDay):
-            schema = pq.read_schema(obj.file.uri)
-            try:
-                info = self.storage.storage.commit(obj.file, rel)
-            finally:
-                obj.discard()
-        else:
-            schema = obj.schema
-            info = self.storage.storage.write_parquet(rel, obj, sorting_column="timestamp")
-        context.add_output_metadata({
-            "dagster/row_count": info.rows, "uri": dg.MetadataValue.path(info.uri), "bytes": info.bytes,
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(f.name, str(f.type)) for f in schema]),
-            "row_groups": info.row_groups,
-            **({"first_timestamp": _iso(info.first_timestamp), "last_timestamp": _iso(info.last_timestamp)}
-               if info.first_timestamp is not None else {}),
-        })
+        info = self.storage.storage.write_parquet(rel, obj, sorting_column="timestamp")
+        context.add_output_metadata({**file_metadata(info, obj.schema), "preview": preview(pl.from_arrow(obj))})
 
     def load_input(self, context: dg.InputContext) -> pa.Table:
         rel = _partition_path(context.asset_key, context.asset_partition_key)

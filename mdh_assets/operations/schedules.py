@@ -1,5 +1,5 @@
 """The seed's daily pipeline in Dagster: at 08:00 UTC the schedule materializes yesterday's
-instrument definitions and missing-data report; the `pipeline` sensor then requests, for
+instrument definitions and missing-data report and runs the raw retention; the `pipeline` sensor then requests, for
 every day in the look-back window, what is missing or failed, step by step: raw downloads,
 options features, candles and book, MFT features, warehouse tables. It is also the gap
 filler: a day that failed last week is retried on the next tick (at most
@@ -17,15 +17,17 @@ from mdh_assets.partitions import by_instrument, by_underlying, partition_key
 from mdh_assets.reports.status import statuses, status_table
 from mdh_assets.resources.storage import StorageResource
 from mdh_lib.catalog import Catalog
+from mdh_lib.config import load_settings
 from mdh_lib.definitions import expected_partitions
 from mdh_lib.instruments import InstrumentKey
+from mdh_lib.retention import retention_cutoff
 from mdh_lib.timeframes import MFT_TIMEFRAMES, TIMEFRAMES
 
 LOOKBACK_DAYS = int(os.environ.get("MDH_LOOKBACK_DAYS", "7"))
 MAX_ATTEMPTS = 3
 PARTITION_TAG = "mdh/partition"
 
-daily_job = dg.define_asset_job("daily_definitions", selection=["instruments", "reports/missing"])
+daily_job = dg.define_asset_job("daily_definitions", selection=["instruments", "reports/missing", "reports/retention"])
 # One job per raw partitions definition: (job, the data types it downloads).
 RAW_GROUPS = {
     name: (dg.define_asset_job(f"raw_{name}", selection=[f"raw/{t}" for t in types]), set(types))
@@ -42,7 +44,7 @@ JOBS = [daily_job, *(job for job, _ in RAW_GROUPS.values()), options_job, candle
 
 daily_schedule = dg.build_schedule_from_partitioned_job(
     daily_job, name="daily_0800_utc", hour_of_day=8, minute_of_hour=0,
-    description="08:00 UTC: yesterday's instrument definitions and missing-data report",
+    description="08:00 UTC: yesterday's instrument definitions, missing-data report and raw retention",
 )
 
 
@@ -68,7 +70,8 @@ def day_requests(context: dg.SensorEvaluationContext, catalog: Catalog, date: dt
     if definitions is None:
         return []
     expected = expected_partitions(definitions)
-    report = status_table(context.instance, expected).to_pylist()
+    cutoff = retention_cutoff(load_settings().raw_retention_days)
+    report = status_table(context.instance, expected, cutoff).to_pylist()
     requests, raw_done = [], {}
     for row in report:
         raw_done.setdefault(row["instrument_key"], []).append(row["status"] == "materialized")

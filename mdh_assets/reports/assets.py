@@ -1,5 +1,6 @@
-"""The daily missing-data report: every raw partition the day's definitions call for, with
-its materialization status from the Dagster instance."""
+"""The daily reports: the missing-data report (every raw partition the day's definitions call
+for, with its materialization status from the Dagster instance) and the retention run (the
+raw files it deleted)."""
 
 
 import datetime as dt
@@ -11,8 +12,11 @@ import pyarrow as pa
 from mdh_assets.partitions import daily
 from mdh_assets.reports.status import status_table
 from mdh_assets.resources.storage import StorageResource
-from mdh_lib.definitions import expected_partitions
 from mdh_lib.catalog import Catalog
+from mdh_lib.config import load_settings
+from mdh_lib.definitions import expected_partitions
+from mdh_lib.instruments import RAW_DATA_TYPES
+from mdh_lib.retention import REMOVED_SCHEMA, remove_expired, retention_cutoff
 
 
 @dg.asset(
@@ -28,6 +32,27 @@ def missing_report(context: dg.AssetExecutionContext, storage: StorageResource) 
     definitions = Catalog(storage.storage).definitions(date)
     if definitions is None:
         raise dg.Failure(description=f"missing report {date}: no instrument definitions for {date}; materialize instruments {date} first")
-    table = status_table(context.instance, expected_partitions(definitions))
+    cutoff = retention_cutoff(load_settings().raw_retention_days)
+    table = status_table(context.instance, expected_partitions(definitions), cutoff)
     counts = Counter(table["status"].to_pylist())
     return dg.Output(table, metadata=dict(sorted(counts.items())))
+
+
+@dg.asset(
+    key=["reports", "retention"],
+    partitions_def=daily,
+    deps=[["raw", t] for t in RAW_DATA_TYPES],
+    group_name="reports",
+    kinds={"parquet"},
+    description="Deletes raw tick files older than the retention window (MDH_RAW_RETENTION_DAYS, default 30, "
+                "counted back from the partition day's end) and records every file removed.",
+)
+def raw_retention(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Output[pa.Table]:
+    date = dt.date.fromisoformat(context.partition_key)
+    days = load_settings().raw_retention_days
+    cutoff = retention_cutoff(days, today=date + dt.timedelta(days=1))
+    removed = remove_expired(storage.storage, cutoff) if cutoff else pa.Table.from_pylist([], schema=REMOVED_SCHEMA)
+    return dg.Output(removed, metadata={
+        "retention_days": days, "first_kept_day": cutoff.isoformat() if cutoff else "all kept",
+        "files_removed": removed.num_rows, "bytes_removed": int(sum(removed["bytes"].to_pylist())),
+    })

@@ -5,20 +5,18 @@ config file) when a request is made, so it never appears in run config, metadata
 """
 
 
-import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
 
 from mdh_lib.config import load_settings
-from mdh_lib.ingest import RawDay, fetch_raw_day
-from mdh_lib.instruments import InstrumentKey
+from mdh_lib.ingest import RawDay, RawRequest, fetch_raw_days
 from mdh_lib.tardis import client
 
 
 class TardisResource(dg.ConfigurableResource):
     datasets_endpoint: str
     api_endpoint: str
-    staging_dir: str = ""  # files that `mdh download` fetched concurrently before its runs
 
     def _api_key(self) -> str:
         return str(load_settings().tardis_api_key)
@@ -29,8 +27,5 @@ class TardisResource(dg.ConfigurableResource):
     def instrument_records(self, exchange: str) -> list[dict]:
         return client.instrument_records(exchange, endpoint=self.api_endpoint, api_key=self._api_key())
 
-    def fetch_raw_day(self, data_type: str, date: dt.date, key: InstrumentKey, exchange: str, source_symbol: str) -> RawDay:
-        return fetch_raw_day(
-            data_type, date, key, exchange, source_symbol, endpoint=self.datasets_endpoint, api_key=self._api_key(),
-            staging_dir=self.staging_dir,
-        )
+    def fetch_raw_days(self, requests: list[RawRequest]) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
+        return fetch_raw_days(requests, endpoint=self.datasets_endpoint, api_key=self._api_key())

@@ -1,7 +1,8 @@
 """Warehouse tables loaded from the Parquet datasets, one (day, instrument) slice per
 partition: `candles_{tf}`, `book_features_{tf}`, `mft_features_{tf}`. A load replaces exactly
-its slice (running it twice leaves no duplicates); loads into the warehouse run in the
-Dagster pool `warehouse`, and the backend serializes writers to one table."""
+its slice (running it twice leaves no duplicates). Each family's loads run in the Dagster pool
+`warehouse_{family}` (one at a time by default, `mdh_assets.runs`), so loads into one table
+never overlap; the DuckDB backend also serializes writers with a file lock."""
 
 import dagster as dg
 
@@ -11,7 +12,6 @@ from mdh_assets.resources.warehouse import WarehouseResource
 from mdh_lib.catalog import Catalog
 from mdh_lib.timeframes import MFT_TIMEFRAMES, TIMEFRAMES
 
-WAREHOUSE_POOL = "warehouse"
 # Warehouse table family -> (source dataset parts without the timeframe, timeframes)
 FAMILIES = {
     "candles": (("candles",), TIMEFRAMES),
@@ -36,7 +36,7 @@ def build_loader(family: str) -> dg.AssetsDefinition:
                for tf in timeframes],
         partitions_def=by_instrument,
         can_subset=True,
-        pool=WAREHOUSE_POOL,
+        pool=f"warehouse_{family}",
     )
     def load(context: dg.AssetExecutionContext, storage: StorageResource, warehouse: WarehouseResource):
         date, key = split(context.partition_key)

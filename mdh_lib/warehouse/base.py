@@ -38,6 +38,18 @@ class Warehouse(ABC):
         self._append(table_name(table), frame)
         return frame.num_rows
 
+    def stream_rows(self, table: str, data: pa.Table | pl.DataFrame) -> int:
+        """Append a live micro-batch (streaming ticks and candles), creating the table if missing;
+        returns the rows written. Unlike `append`, made for many small writes: BigQuery streams
+        them (load jobs are limited to about 1,500 per table per day)."""
+        frame = as_arrow(data)
+        self._stream(table_name(table), frame)
+        return frame.num_rows
+
+    def _stream(self, table: str, frame: pa.Table) -> None:
+        """Backends where an append is cheap (DuckDB: one small transaction) stream by appending."""
+        self._append(table, frame)
+
     @abstractmethod
     def _replace(self, table: str, frame: pa.Table, start: dt.datetime, end: dt.datetime, instrument_key: str) -> None:
         """Atomically delete the rows with ``start <= timestamp < end`` of ``instrument_key``

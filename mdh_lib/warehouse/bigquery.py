@@ -5,9 +5,10 @@ definition): partitioned by DAY on ``timestamp`` when it is a TIMESTAMP column, 
 ``exchange, symbol`` when the frame has both (ticks tables with int64 microsecond timestamps
 are clustered only).
 
-A slice replace is a Parquet LOAD JOB (never streaming inserts) into a fresh staging table
-(``_mdh_staging_*``, expiring after a day in case the process dies), then ONE ``MERGE``
-statement that deletes the slice and inserts the staged rows::
+A slice replace is a Parquet LOAD JOB (streaming inserts serve only live micro-batches,
+`stream_rows`) into a fresh staging table (``_mdh_staging_*``, expiring after a day in case
+the process dies), then ONE ``MERGE`` statement that deletes the slice and inserts the
+staged rows::
 
     MERGE target T USING staging S ON FALSE
     WHEN NOT MATCHED BY SOURCE AND <T in slice> THEN DELETE
@@ -46,6 +47,7 @@ from mdh_lib.warehouse.base import Warehouse
 from mdh_lib.warehouse.frames import check_columns, table_name
 
 STAGING_PREFIX = "_mdh_staging_"
+STREAM_CHUNK = 500  # rows per insertAll request (BigQuery's recommended maximum)
 CLUSTERING = ["exchange", "symbol"]
 _retry_concurrent = Retry(
     predicate=lambda e: isinstance(e, GoogleAPICallError) and "concurrent update" in str(e).lower(),
@@ -152,6 +154,16 @@ class BigQueryWarehouse(Warehouse):
         existing = self._ensure_table(table, frame)
         ordered = frame.select([f.name for f in existing.schema])  # the emulator loads Parquet by position
         self._load_job(ordered, existing.reference, bigquery.WriteDisposition.WRITE_APPEND)
+
+    def _stream(self, table, frame) -> None:
+        """Streaming inserts (tabledata.insertAll), ``STREAM_CHUNK`` rows per request: live
+        micro-batches would exhaust the daily load-job quota of a table."""
+        existing = self._ensure_table(table, frame)
+        rows = frame.select([f.name for f in existing.schema]).to_pylist()
+        for i in range(0, len(rows), STREAM_CHUNK):
+            errors = self.client.insert_rows(existing, rows[i:i + STREAM_CHUNK])
+            if errors:
+                raise RuntimeError(f"streaming insert into {table} rejected {len(errors)} row(s): {errors[0]}")
 
     @_retry_concurrent
     def _run(self, sql: str, params: dict[str, Any] | None = None) -> bigquery.table.RowIterator:

@@ -1,0 +1,353 @@
+"""The live path end to end: feed -> bounded queue -> batch processing -> warehouse.
+
+Two tasks on one event loop: the `Feed` reader only queues raw frames; the processor takes
+whatever is queued (up to ``max_batch`` frames) and runs `Pipeline.process` on it: parse,
+normalise, dedupe, buffer ticks, update live candles. Ticks are written every
+``flush_interval`` seconds (or sooner when ``max_batch`` rows wait), candles as they close,
+both through `WarehouseSink` (its own thread).
+
+Stop: SIGINT, SIGTERM or the end of ``--duration``. The reader stops, frames already
+received are processed, buckets whose end has passed close, and everything is written
+before `run_stream` returns (within about a second of the stop). The bucket still open is
+not written (see `mdh_lib.streaming.live_candles`).
+
+Settings (environment; the defaults suit the public exchanges):
+
+| variable | meaning | default |
+|---|---|---|
+| MDH_WS_STALE_TIMEOUT | seconds without a message before reconnecting | 30 |
+| MDH_WS_MAX_CONNECTION_AGE | seconds before a connection is rotated (Binance: 24 h limit) | 84600 |
+| MDH_WS_BACKOFF_INITIAL / MDH_WS_BACKOFF_MAX | reconnect backoff (full jitter), seconds | 0.5 / 30 |
+| MDH_WS_FLUSH_INTERVAL | seconds between tick micro-batches | 1 |
+| MDH_WS_MAX_PENDING | frames queued before the reader waits (backpressure) | 100000 |
+| MDH_WS_CLOSE_GRACE | exchange-time seconds past a bucket end before a trade closes it | 0.5 |
+| MDH_WS_IDLE_CLOSE | receive-clock seconds past a bucket end before it closes without trades | 2 |
+| MDH_WS_REPLAY_CLOCK | 1 = take local_timestamp from a replay's messages (tests, replays) | 0 |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import polars as pl
+from rich.table import Table
+
+from mdh_lib.frames import Instrument
+from mdh_lib.streaming.connection import ConnectionSettings, Feed
+from mdh_lib.streaming.live_candles import LiveCandles
+from mdh_lib.streaming.sinks import WarehouseSink
+from mdh_lib.streaming.ticks import Deduper, parse_frames
+from mdh_lib.streaming.venues import StreamingError, Venue, resolve, venue
+from mdh_lib.timeframes import width_us
+
+log = logging.getLogger("mdh.streaming")
+LIVE_TIMEFRAMES = ("15s", "1m")
+
+
+def _env_number(name: str, default: float, env) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise StreamingError(f"{name}={text!r} is not a number") from None
+    if value < 0:
+        raise StreamingError(f"{name}={text!r} must not be negative")
+    return value
+
+
+@dataclass
+class StreamSettings:
+    connection: ConnectionSettings = field(default_factory=ConnectionSettings)
+    flush_interval: float = 1.0
+    max_batch: int = 20_000
+    max_pending: int = 100_000
+    dedupe_window: int = 100_000
+    close_grace: float = 0.5
+    idle_close: float = 2.0
+    replay_clock: bool = False
+
+    @classmethod
+    def from_env(cls, env=None) -> "StreamSettings":
+        env = os.environ if env is None else env
+        d = cls()
+        conn = ConnectionSettings(
+            stale_timeout=_env_number("MDH_WS_STALE_TIMEOUT", d.connection.stale_timeout, env),
+            max_age=_env_number("MDH_WS_MAX_CONNECTION_AGE", d.connection.max_age, env),
+            backoff_initial=_env_number("MDH_WS_BACKOFF_INITIAL", d.connection.backoff_initial, env),
+            backoff_max=_env_number("MDH_WS_BACKOFF_MAX", d.connection.backoff_max, env),
+        )
+        return cls(
+            connection=conn, flush_interval=_env_number("MDH_WS_FLUSH_INTERVAL", d.flush_interval, env),
+            max_pending=max(int(_env_number("MDH_WS_MAX_PENDING", d.max_pending, env)), 1),
+            close_grace=_env_number("MDH_WS_CLOSE_GRACE", d.close_grace, env),
+            idle_close=_env_number("MDH_WS_IDLE_CLOSE", d.idle_close, env),
+            replay_clock=env.get("MDH_WS_REPLAY_CLOCK", "").strip().lower() in ("1", "true", "yes"),
+        )
+
+
+class Clock:
+    """Receive time in microseconds. In replay mode, time is the latest replayed
+    local_timestamp plus the real time elapsed since it was seen, so buckets close on the
+    replay's own clock."""
+
+    def __init__(self, replay: bool):
+        self.replay = replay
+        self._seen: int | None = None
+        self._at = time.monotonic()
+
+    def observe(self, local_us: int | None) -> None:
+        if self.replay and local_us is not None and (self._seen is None or local_us > self._seen):
+            self._seen, self._at = local_us, time.monotonic()
+
+    def now_us(self) -> int | None:
+        if not self.replay:
+            return time.time_ns() // 1_000
+        if self._seen is None:
+            return None
+        return self._seen + int((time.monotonic() - self._at) * 1e6)
+
+
+@dataclass
+class Counts:
+    messages: int = 0
+    malformed: int = 0
+    ignored: int = 0
+    trades: int = 0
+    duplicates: int = 0
+    liquidations: int = 0
+    ticker_updates: int = 0
+
+
+class Pipeline:
+    """Frames to ticks and closed candles, with no I/O (so the benchmark times exactly this)."""
+
+    def __init__(self, v: Venue, instrument: Instrument, timeframes: Iterable[str] = (),
+                 settings: StreamSettings | None = None):
+        self.venue, self.instrument = v, instrument
+        self.settings = settings or StreamSettings()
+        self.counts = Counts()
+        self.clock = Clock(self.settings.replay_clock)
+        self.dedupe = Deduper(self.settings.dedupe_window)
+        timeframes = tuple(timeframes)
+        self.candles = LiveCandles(
+            instrument, timeframes, close_grace_us=int(self.settings.close_grace * 1e6),
+            idle_close_us=int(self.settings.idle_close * 1e6), with_derivatives=v.exchange == "binance-futures",
+        ) if timeframes else None
+
+    def process(self, received: list[int], frames: list[str]) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+        """New (deduplicated) ticks and the candles that closed, from frames received at
+        ``received`` (microseconds)."""
+        c = self.counts
+        c.messages += len(frames)
+        parsed, bad = parse_frames(frames, self.venue.schema)
+        for i in bad[:5]:  # a burst of garbage must not flood the log
+            log.warning("malformed message skipped: %.200r", frames[i])
+        if len(bad) > 5:
+            log.warning("... and %d more malformed message(s) in this batch skipped", len(bad) - 5)
+        if bad:
+            skip = set(bad)
+            received = [r for i, r in enumerate(received) if i not in skip]
+        recv = pl.Series("received", received, pl.Int64)
+        local = pl.coalesce(pl.col("local_timestamp"), pl.lit(recv)) if self.settings.replay_clock else pl.lit(recv)
+        batch = self.venue.normalize(parsed.with_columns(local.alias("local_timestamp")), self.instrument)
+        if batch.malformed:
+            log.warning("%d message(s) without the fields of their event skipped", batch.malformed)
+        trades, dups = self.dedupe(batch.trades)
+        c.malformed += len(bad) + batch.malformed
+        c.ignored += batch.ignored
+        c.trades += trades.height
+        c.duplicates += dups
+        c.liquidations += batch.liquidations.height
+        c.ticker_updates += batch.ticker.height
+        if trades.height:
+            self.clock.observe(trades["local_timestamp"].max())
+        if self.candles is None:
+            return trades, {}
+        self.candles.add(trades, batch.liquidations, batch.ticker)
+        return trades, self.candles.close(self.clock.now_us())
+
+    def tick(self, *, final: bool = False) -> dict[str, pl.DataFrame]:
+        """Candles closed by the clock alone (a quiet market, or the stop)."""
+        return self.candles.close(self.clock.now_us(), final=final) if self.candles else {}
+
+
+@dataclass
+class Summary:
+    venue: str
+    instrument_key: str
+    url: str
+    seconds: float
+    counts: Counts
+    connections: int
+    reconnects: int
+    stale_reconnects: int
+    rotations: int
+    late_trades: dict[str, int]
+    written: dict[str, int]
+    write_failures: dict[str, int]
+
+    def table(self, title: str) -> Table:
+        """The one-screen summary the commands print."""
+        table = Table(title=f"{title}: {self.venue} {self.instrument_key}", show_header=False)
+        for name, value in self.rows():
+            table.add_row(name, value)
+        return table
+
+    def rows(self) -> list[tuple[str, str]]:
+        c = self.counts
+        out = [("instrument", self.instrument_key), ("endpoint", self.url), ("seconds", f"{self.seconds:.1f}"),
+               ("messages", f"{c.messages:,}"), ("trades", f"{c.trades:,}"),
+               ("duplicates dropped", f"{c.duplicates:,}"),
+               ("malformed skipped", f"{c.malformed:,}"), ("liquidations", f"{c.liquidations:,}"),
+               ("ticker updates", f"{c.ticker_updates:,}"), ("connections", f"{self.connections}"),
+               ("reconnects", f"{self.reconnects} ({self.stale_reconnects} stale, {self.rotations} rotations)")]
+        out += [(f"late trades {tf}", f"{n:,}") for tf, n in self.late_trades.items()]
+        out += [(f"rows written {t}", f"{n:,}") for t, n in sorted(self.written.items())]
+        out += [(f"rows NOT written {t}", f"{n:,}") for t, n in sorted(self.write_failures.items()) if n]
+        return out
+
+
+class LiveStream:
+    def __init__(self, v: Venue, instrument: Instrument, *, ticks: bool, timeframes: Iterable[str] = (),
+                 warehouse: str | None = None, settings: StreamSettings | None = None,
+                 on_candles: Callable[[pl.DataFrame], None] | None = None):
+        self.venue, self.instrument, self.ticks = v, instrument, ticks
+        self.settings = settings or StreamSettings.from_env()
+        self.pipeline = Pipeline(v, instrument, timeframes, self.settings)
+        self.url = v.url(instrument.symbol)
+        self.table = v.table(instrument)
+        self.warehouse, self.on_candles = warehouse, on_candles
+        self._ticks: list[pl.DataFrame] = []
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def stop(self) -> None:
+        """Ask a running stream to stop and flush (from any thread)."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    def _emit(self, sink: WarehouseSink, ticks: pl.DataFrame, candles: dict[str, pl.DataFrame]) -> None:
+        if self.ticks and ticks.height:
+            self._ticks.append(ticks)
+        for tf, frame in candles.items():
+            sink.put(f"candles_live_{tf}", frame)
+            if self.on_candles:
+                self.on_candles(frame)
+
+    def _flush(self, sink: WarehouseSink) -> None:
+        if self._ticks:
+            sink.put(self.table, pl.concat(self._ticks))
+            self._ticks = []
+
+    def _process(self, sink: WarehouseSink, items: list[tuple[int, str]]) -> None:
+        self._emit(sink, *self.pipeline.process([r for r, _ in items], [f for _, f in items]))
+
+    async def run(self, duration: float = 0) -> Summary:
+        s = self.settings
+        loop = self._loop = asyncio.get_running_loop()
+        stop = self._stop = asyncio.Event()
+        signals = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                signals.append(sig)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                pass
+        queue: asyncio.Queue = asyncio.Queue(s.max_pending)
+        feed = Feed(self.url, self.venue.subscribe(self.instrument.symbol), queue, s.connection)
+        sink = await asyncio.to_thread(WarehouseSink, self.warehouse)
+        t0 = time.monotonic()
+        deadline = t0 + duration if duration else None
+        feed_task = asyncio.create_task(feed.run(stop))
+        stop_task = asyncio.create_task(stop.wait())
+        last_flush = t0
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                wait = s.flush_interval - (now - last_flush)
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                getter = asyncio.create_task(queue.get())
+                await asyncio.wait({getter, stop_task, feed_task}, timeout=max(wait, 0),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                getter.cancel()
+                items = [getter.result()] if getter.done() and not getter.cancelled() else []
+                while items and len(items) < s.max_batch:
+                    try:
+                        items.append(queue.get_nowait())
+                    except asyncio.QueueEmpty:
+                        break
+                if items:
+                    self._process(sink, items)
+                if time.monotonic() - last_flush >= s.flush_interval or sum(map(len, self._ticks)) >= s.max_batch:
+                    self._emit(sink, pl.DataFrame(), self.pipeline.tick())
+                    self._flush(sink)
+                    last_flush = time.monotonic()
+                if feed_task.done():
+                    feed_task.result()  # a feed that ended on its own failed: raise it
+                    break
+        finally:
+            stop.set()
+            await asyncio.wait({feed_task}, timeout=0.3)  # a connect in progress is not waited for
+            feed_task.cancel()
+            await asyncio.gather(feed_task, stop_task, return_exceptions=True)
+            items = []
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            for i in range(0, len(items), s.max_batch):
+                self._process(sink, items[i:i + s.max_batch])
+            self._emit(sink, pl.DataFrame(), self.pipeline.tick(final=True))
+            self._flush(sink)
+            await asyncio.to_thread(sink.close)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+        st = feed.stats
+        candles = self.pipeline.candles
+        return Summary(
+            venue=self.venue.exchange, instrument_key=self.instrument.instrument_key, url=self.url,
+            seconds=time.monotonic() - t0, counts=self.pipeline.counts, connections=st.connections,
+            reconnects=st.reconnects, stale_reconnects=st.stale, rotations=st.rotations,
+            late_trades=dict(candles.late) if candles else {}, written=dict(sink.written),
+            write_failures=dict(sink.failed),
+        )
+
+
+def run_stream(venue_name: str, symbol: str, *, ticks: bool = True, timeframes: Iterable[str] = (),
+               duration: float = 0, warehouse: str | None = None, settings: StreamSettings | None = None,
+               on_candles: Callable[[pl.DataFrame], None] | None = None) -> Summary:
+    """Stream ``symbol`` of ``venue_name`` for ``duration`` seconds (0 = until SIGINT/SIGTERM):
+    ticks to ``ticks_{venue}_{symbol}`` when ``ticks``, candles of ``timeframes`` to
+    ``candles_live_{tf}``. StreamingError for a bad venue, symbol, timeframe or setting."""
+    v = venue(venue_name)
+    instrument = resolve(v, symbol)
+    timeframes = tuple(timeframes)
+    for tf in timeframes:
+        try:
+            width_us(tf)
+        except ValueError as exc:
+            raise StreamingError(str(exc)) from None
+    if duration < 0:
+        raise StreamingError(f"--duration {duration} must be >= 0 (0 = until stopped)")
+    stream = LiveStream(v, instrument, ticks=ticks, timeframes=timeframes, warehouse=warehouse,
+                        settings=settings, on_candles=on_candles)
+    return asyncio.run(stream.run(duration))
+
+
+def candle_lines(frame: pl.DataFrame) -> list[str]:
+    """One line per candle: time, timeframe, symbol, OHLC, volume, trades, VWAP."""
+    def num(x) -> str:
+        return "-" if x is None else f"{x:.10g}"
+
+    return [f"{r['timestamp']:%Y-%m-%dT%H:%M:%SZ} {r['timeframe']:>3} {r['exchange']} {r['symbol']} "
+            f"o={num(r['open'])} h={num(r['high'])} l={num(r['low'])} c={num(r['close'])} v={num(r['volume'])} "
+            f"n={r['trade_count']} vwap={num(r['vwap'])}" for r in frame.iter_rows(named=True)]
