@@ -8,9 +8,10 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from mdh_assets.backfill import Results
+from mdh_assets.backfill import Results, run_partitions
 from mdh_assets.metadata import file_metadata, preview
 from mdh_assets.partitions import by_instrument
+from mdh_lib.catalog import Catalog
 from mdh_lib.instruments import InstrumentKey
 from mdh_lib.layout import dataset_path
 from mdh_lib.storage import Storage
@@ -62,8 +63,19 @@ class TimeframeRun(Results):
             self.materialized(self.keys[tf], pk, {
                 **file_metadata(info, table.schema), "preview": preview(frame), **metadata(tf, frame)})
 
-    def finish_run(self):
-        """Check results per timeframe, then `Results.finish`."""
+    def each(self, storage: Storage, what: str, compute: Callable):
+        """The run's events: for each partition (`run_partitions`), ``compute(catalog, date,
+        key, timeframes)`` gives (frames, check failures per timeframe, metadata function) or
+        raises `dg.Failure` for that partition alone; then the checks and `Results.finish`."""
+        catalog = Catalog(storage)
+        for partition in run_partitions(self.context):
+            _, date, key = partition
+            try:
+                frames, failures, metadata = compute(catalog, date, key, self.timeframes)
+            except dg.Failure as exc:
+                self.failed(exc.description)
+                continue
+            self.write(storage, f"{what} {date} {key}", partition, frames, failures, metadata)
         for tf, problems in self.problems.items():
             yield dg.AssetCheckResult(asset_key=self.keys[tf], check_name=self.check, passed=not problems,
                                       metadata={"failures": "; ".join(problems)[:1000]} if problems else {})

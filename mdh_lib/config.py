@@ -129,14 +129,17 @@ def _universe(raw: dict) -> Universe:
     return Universe(start_date=start, venues=venues or DEFAULT_VENUES)
 
 
-def _days(text: str) -> int:
+def non_negative(name: str, text: str, kind: type = float, hint: str = ""):
+    """A setting that must be a number >= 0 (``kind`` int or float): its value, or one clear
+    ValueError naming it."""
     try:
-        days = int(text)
+        value = kind(text)
     except ValueError:
-        days = -1
-    if days < 0:
-        raise ValueError(f"MDH_RAW_RETENTION_DAYS must be a whole number of days >= 0 (0 keeps everything), not {text!r}")
-    return days
+        value = -1
+    if value < 0:
+        noun = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name} must be {noun} >= 0{hint}, not {text!r}")
+    return value
 
 
 def load_settings(env: dict[str, str] | None = None, **overrides) -> Settings:
@@ -159,7 +162,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides) -> Settings:
         storage_emulator_host=merged.get("STORAGE_EMULATOR_HOST", ""),
         bigquery_emulator_host=merged.get("BIGQUERY_EMULATOR_HOST", ""),
         dagster_home=merged.get("DAGSTER_HOME", DEFAULT_DAGSTER_HOME),
-        raw_retention_days=_days(merged.get("MDH_RAW_RETENTION_DAYS", str(DEFAULT_RAW_RETENTION_DAYS))),
+        raw_retention_days=non_negative("MDH_RAW_RETENTION_DAYS",
+                                        merged.get("MDH_RAW_RETENTION_DAYS", str(DEFAULT_RAW_RETENTION_DAYS)),
+                                        int, " (days; 0 keeps everything)"),
         universe=_universe(raw.get("universe", {})),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -1,9 +1,11 @@
 """Order-book features 15s..24h for each (day, instrument), streamed from the day's
 book_snapshot_5 Parquet one row group at a time (bounded memory on 10M-snapshot days)."""
 
+import datetime as dt
+
 import dagster as dg
 
-from mdh_assets.backfill import POLICY, run_partitions
+from mdh_assets.backfill import POLICY
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.timeframe_assets import TimeframeRun, per_timeframe
 from mdh_lib.catalog import Catalog
@@ -23,20 +25,18 @@ BOOK_KEYS = {tf: dg.AssetKey(["book", tf]) for tf in TIMEFRAMES}
     check_description="one row per bucket of the day, increasing timestamps", backfill_policy=POLICY,
 ))
 def book_assets(context: dg.AssetExecutionContext, storage: StorageResource):
-    run, catalog = TimeframeRun(context, BOOK_KEYS, GRID_CHECK), Catalog(storage.storage)
-    for partition in run_partitions(context):
-        _, date, key = partition
-        if not catalog.exists(("raw", "book_snapshot_5"), date, key):
-            run.failed(f"book {date} {key}: raw/book_snapshot_5 is not downloaded; run mdh download first")
-            continue
-        instrument = Instrument.from_definitions(catalog.definitions(date), key)
-        aggregator = BookAggregator(date, run.timeframes)
-        snapshots = 0
-        for chunk in catalog.batches(("raw", "book_snapshot_5"), date, key):
-            snapshots += chunk.height
-            aggregator.update(chunk)
-        frames = {tf: with_ids(frame, instrument, tf) for tf, frame in aggregator.finish().items()}
-        failures = {tf: grid_failures(frame, date, tf) for tf, frame in frames.items()}
-        run.write(storage.storage, f"book {date} {key}", partition, frames, failures,
-                  lambda tf, frame: {"snapshots": snapshots})
-    yield from run.finish_run()
+    yield from TimeframeRun(context, BOOK_KEYS, GRID_CHECK).each(storage.storage, "book", _book_partition)
+
+
+def _book_partition(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
+    if not catalog.exists(("raw", "book_snapshot_5"), date, key):
+        raise dg.Failure(description=f"book {date} {key}: raw/book_snapshot_5 is not downloaded; run mdh download first")
+    instrument = Instrument.from_definitions(catalog.definitions(date), key)
+    aggregator = BookAggregator(date, timeframes)
+    snapshots = 0
+    for chunk in catalog.batches(("raw", "book_snapshot_5"), date, key):
+        snapshots += chunk.height
+        aggregator.update(chunk)
+    frames = {tf: with_ids(frame, instrument, tf) for tf, frame in aggregator.finish().items()}
+    failures = {tf: grid_failures(frame, date, tf) for tf, frame in frames.items()}
+    return frames, failures, lambda tf, frame: {"snapshots": snapshots}

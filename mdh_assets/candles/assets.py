@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from mdh_assets.backfill import POLICY, run_partitions
+from mdh_assets.backfill import POLICY
 from mdh_assets.metadata import CHART_TIMEFRAMES, candle_chart
 from mdh_assets.partitions import DATE, INSTRUMENT
 from mdh_assets.resources.storage import StorageResource
@@ -68,24 +68,20 @@ def _day_ticks(catalog: Catalog, data_type: str, date: dt.date, key, definition:
     backfill_policy=POLICY,
 ))
 def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
-    run, catalog = TimeframeRun(context, CANDLE_KEYS, CANDLE_CHECK), Catalog(storage.storage)
-    for partition in run_partitions(context):
-        _, date, key = partition
-        try:
-            frames, late, features = _candles(catalog, date, key, run.timeframes)
-        except dg.Failure as exc:
-            run.failed(exc.description)
-            continue
-        failures = {tf: check_candles(frame, date, tf) for tf, frame in frames.items()}
-        run.write(storage.storage, f"candles {date} {key}", partition, frames, failures, lambda tf, frame: {
-            "buckets_with_trades": int((frame["trade_count"] > 0).sum()),
-            "trades": int(frame["trade_count"].sum()),
-            "next_day_included": late is not None,
-            "late_trades_from_next_day": 0 if late is None else late.height,
-            "options_columns": features is not None,
-            **({"chart": candle_chart(frame, f"{key} {tf} {date}")} if tf in CHART_TIMEFRAMES else {}),
-        })
-    yield from run.finish_run()
+    yield from TimeframeRun(context, CANDLE_KEYS, CANDLE_CHECK).each(storage.storage, "candles", _candle_partition)
+
+
+def _candle_partition(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
+    frames, late, features = _candles(catalog, date, key, timeframes)
+    failures = {tf: check_candles(frame, date, tf) for tf, frame in frames.items()}
+    return frames, failures, lambda tf, frame: {
+        "buckets_with_trades": int((frame["trade_count"] > 0).sum()),
+        "trades": int(frame["trade_count"].sum()),
+        "next_day_included": late is not None,
+        "late_trades_from_next_day": 0 if late is None else late.height,
+        "options_columns": features is not None,
+        **({"chart": candle_chart(frame, f"{key} {tf} {date}")} if tf in CHART_TIMEFRAMES else {}),
+    }
 
 
 def _candles(catalog: Catalog, date: dt.date, key, timeframes: list[str]):

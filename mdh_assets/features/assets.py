@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from mdh_assets.candles.assets import candle_key
-from mdh_assets.backfill import POLICY, run_partitions
+from mdh_assets.backfill import POLICY
 from mdh_assets.partitions import by_underlying, split
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.timeframe_assets import TimeframeRun, per_timeframe
@@ -74,21 +74,10 @@ def _history(catalog: Catalog, date: dt.date, key, tf: str) -> pl.DataFrame | No
     check_description="one row per bucket of the day, increasing timestamps", backfill_policy=POLICY,
 ))
 def mft_assets(context: dg.AssetExecutionContext, storage: StorageResource):
-    run, catalog = TimeframeRun(context, MFT_KEYS, GRID_CHECK), Catalog(storage.storage)
-    for partition in run_partitions(context):
-        _, date, key = partition
-        try:
-            frames, history_rows = _mft_frames(catalog, date, key, run.timeframes)
-        except dg.Failure as exc:
-            run.failed(exc.description)
-            continue
-        failures = {tf: grid_failures(frame, date, tf) for tf, frame in frames.items()}
-        run.write(storage.storage, f"mft {date} {key}", partition, frames, failures, lambda tf, frame: {
-            "history_bars": history_rows[tf], "history_bars_wanted": history_bars(tf)})
-    yield from run.finish_run()
+    yield from TimeframeRun(context, MFT_KEYS, GRID_CHECK).each(storage.storage, "mft", _mft_partition)
 
 
-def _mft_frames(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
+def _mft_partition(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
     instrument = Instrument.from_definitions(catalog.definitions(date), key)
     frames, history_rows = {}, {}
     for tf in timeframes:
@@ -98,4 +87,6 @@ def _mft_frames(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
         history = _history(catalog, date, key, tf)
         history_rows[tf] = 0 if history is None else history.height
         frames[tf] = with_ids(mft_features(day, history, tf), instrument, tf)
-    return frames, history_rows
+    failures = {tf: grid_failures(frame, date, tf) for tf, frame in frames.items()}
+    return frames, failures, lambda tf, frame: {
+        "history_bars": history_rows[tf], "history_bars_wanted": history_bars(tf)}

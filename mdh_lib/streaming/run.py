@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import polars as pl
 from rich.table import Table
 
+from mdh_lib.config import non_negative
 from mdh_lib.frames import Instrument
 from mdh_lib.streaming.connection import ConnectionSettings, Feed
 from mdh_lib.streaming.live_candles import LiveCandles
@@ -55,12 +56,9 @@ def _env_number(name: str, default: float, env) -> float:
     if not text:
         return default
     try:
-        value = float(text)
-    except ValueError:
-        raise StreamingError(f"{name}={text!r} is not a number") from None
-    if value < 0:
-        raise StreamingError(f"{name}={text!r} must not be negative")
-    return value
+        return non_negative(name, text)
+    except ValueError as exc:
+        raise StreamingError(str(exc)) from None
 
 
 @dataclass
