@@ -8,7 +8,7 @@ from mdh_assets.book.assets import book_assets
 from mdh_assets.candles.assets import candle_assets
 from mdh_assets.features.assets import mft_assets, options_features_asset
 from mdh_assets.instruments.assets import instruments
-from mdh_assets.operations.schedules import JOBS, daily_schedule, pipeline_sensor
+from mdh_assets.operations.schedules import JOBS, daily_schedule, pipeline_sensor, retention_schedule
 from mdh_assets.raw.assets import raw_assets
 from mdh_assets.reports.assets import missing_report, raw_retention
 from mdh_assets.resources import build_resources
@@ -19,6 +19,6 @@ ASSETS = [instruments, *raw_assets, missing_report, raw_retention, options_featu
           *warehouse_assets]
 
 defs = dg.Definitions(
-    assets=ASSETS, jobs=JOBS, schedules=[daily_schedule], sensors=[pipeline_sensor],
+    assets=ASSETS, jobs=JOBS, schedules=[daily_schedule, retention_schedule], sensors=[pipeline_sensor],
     resources=build_resources(load_settings()),
 )

@@ -13,7 +13,9 @@ import pyarrow as pa
 
 from mdh_assets.backfill import MAX_PARTITIONS_PER_RUN
 from mdh_assets.definitions import ASSETS
+from mdh_assets.instruments.assets import KEY as INSTRUMENTS
 from mdh_assets.partitions import RAW_PARTITIONS, partition_key
+from mdh_assets.reports.assets import REPORT
 from mdh_assets.reports.status import REPORTED, status_table
 from mdh_assets.resources import build_resources
 from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materialize
@@ -25,8 +27,6 @@ from mdh_lib.layout import missing_report_path
 from mdh_lib.retention import retention_cutoff
 from mdh_lib.storage import Storage
 
-INSTRUMENTS = dg.AssetKey(["instruments"])
-REPORT = dg.AssetKey(["reports", "missing"])
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,16 @@ class Runtime:
                            last_key=last)
 
 
+def _daily_runs(rt: Runtime, asset: dg.AssetKey, dates: list[dt.date]) -> list[RunOutcome]:
+    """Runs of a daily asset over ``dates``: one per span of consecutive days."""
+    return [rt.run([asset], first.isoformat(), last.isoformat()) for first, last in date_spans(dates)]
+
+
 def ensure_instruments(rt: Runtime, dates: list[dt.date], force: bool = False) -> list[RunOutcome]:
     """Materialize instrument definitions for the days that lack them (all days with ``force``)."""
-    outcomes = []
-    for date in dates:
-        day = date.isoformat()
-        if force or not is_materialized(rt.instance, INSTRUMENTS, day) or not rt.catalog.exists(("instruments",), date):
-            outcomes.append(rt.run([INSTRUMENTS], day))
-    return outcomes
+    todo = [d for d in dates if force or not is_materialized(rt.instance, INSTRUMENTS, d.isoformat())
+            or not rt.catalog.exists(("instruments",), d)]
+    return _daily_runs(rt, INSTRUMENTS, todo)
 
 
 def expected_for(rt: Runtime, date: dt.date) -> list[Expected]:
@@ -101,15 +103,12 @@ def expected_for(rt: Runtime, date: dt.date) -> list[Expected]:
 
 
 def refresh_reports(rt: Runtime, dates: list[dt.date]) -> tuple[pa.Table | None, list[RunOutcome]]:
-    """Materialize each day's missing-data report and return them concatenated."""
-    tables, failures = [], []
-    for date in dates:
-        outcome = rt.run([REPORT], date.isoformat())
-        if outcome.success:
-            tables.append(rt.storage.read_parquet(missing_report_path(date)))
-        else:
-            failures.append(outcome)
-    return (pa.concat_tables(tables) if tables else None), failures
+    """Materialize each day's missing-data report and return those written, concatenated
+    (a day that fails leaves its previous report unread)."""
+    outcomes = _daily_runs(rt, REPORT, dates)
+    written = {partition for o in outcomes for (asset, partition) in o.metadata if asset == "reports/missing"}
+    tables = [rt.storage.read_parquet(missing_report_path(d)) for d in dates if d.isoformat() in written]
+    return (pa.concat_tables(tables) if tables else None), [o for o in outcomes if not o.success]
 
 
 def download_targets(rt: Runtime, expected: list[Expected], filters: Filters, force: bool) -> list[Expected]:

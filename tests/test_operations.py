@@ -21,6 +21,8 @@ def test_schedule_runs_yesterday_at_0800_utc():
     requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2024-01-02"]
     assert schedule.job_name == "daily_definitions"
+    retention = defs.get_schedule_def("raw_retention_0830_utc")
+    assert retention.cron_schedule == "30 8 * * *" and retention.job_name == "raw_retention"
 
 
 def _requests(mdh_env) -> list[dg.RunRequest]:

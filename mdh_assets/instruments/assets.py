@@ -5,46 +5,57 @@ import datetime as dt
 from collections import Counter
 
 import dagster as dg
-import pyarrow as pa
+import polars as pl
 
+from mdh_assets.backfill import POLICY, Results
+from mdh_assets.metadata import file_metadata, preview
 from mdh_assets.partitions import daily, register_partitions
+from mdh_assets.resources.storage import StorageResource
 from mdh_assets.resources.tardis import TardisResource
 from mdh_lib.config import load_settings
 from mdh_lib.definitions import build_definitions, expected_partitions
 from mdh_lib.instruments import InstrumentError
+from mdh_lib.layout import dataset_path
 from mdh_lib.tardis.client import TardisError
 
 
+KEY = dg.AssetKey(["instruments"])
+
+
 @dg.asset(
-    key=["instruments"],
+    key=KEY,
     partitions_def=daily,
+    backfill_policy=POLICY,
     group_name="instruments",
     kinds={"parquet", "tardis"},
     description="Instrument definitions of the configured universe for the day (SPEC section 4).",
 )
-def instruments(context: dg.AssetExecutionContext, tardis: TardisResource) -> dg.Output[pa.Table]:
-    date = dt.date.fromisoformat(context.partition_key)
+def instruments(context: dg.AssetExecutionContext, tardis: TardisResource, storage: StorageResource):
+    """One run may cover many days (`mdh_assets.backfill`): the venues' instrument lists are
+    fetched once, then each day's definitions are built and written."""
+    dates = [dt.date.fromisoformat(pk) for pk in context.partition_keys]
+    span = f"instruments {dates[0]}" + (f"..{dates[-1]}" if len(dates) > 1 else "")
     universe = load_settings().universe
     try:
         details = {ex: tardis.exchange_details(ex) for ex in universe.exchanges}
         records = {ex: tardis.instrument_records(ex) for ex in universe.exchanges}
     except TardisError as exc:
-        raise dg.Failure(description=f"instruments {date}: {exc}") from None
-    try:
-        table = build_definitions(date, universe, details, records)
-    except InstrumentError as exc:
-        raise dg.Failure(description=f"instruments {date}: {exc} (check the universe in mdh.toml)") from None
-    register_partitions(context.instance, {e.key for e in expected_partitions(table)})
-    by_type = Counter(table["instrument_type"].to_pylist())
-    return dg.Output(
-        table,
-        metadata={
-            "rows": table.num_rows,
+        raise dg.Failure(description=f"{span}: {exc}") from None
+    results = Results(context)
+    for pk, date in zip(context.partition_keys, dates):
+        try:
+            table = build_definitions(date, universe, details, records)
+        except InstrumentError as exc:
+            results.failed(f"instruments {date}: {exc} (check the universe in mdh.toml)")
+            continue
+        register_partitions(context.instance, {e.key for e in expected_partitions(table)})
+        info = storage.storage.write_parquet(dataset_path(KEY.path, date), table)
+        by_type = Counter(table["instrument_type"].to_pylist())
+        results.materialized(KEY, pk, {
+            **file_metadata(info, table.schema),
             **{f"count_{t.lower()}": n for t, n in sorted(by_type.items())},
             "venues": ", ".join(universe.exchanges),
-            "preview": dg.MetadataValue.md(
-                table.select(["instrument_key", "exchange_symbol", "tick_size", "available_since"])
-                .slice(0, 20).to_pandas().to_markdown(index=False)
-            ),
-        },
-    )
+            "preview": preview(pl.from_arrow(table.select(
+                ["instrument_key", "exchange_symbol", "tick_size", "available_since"])), rows=20),
+        })
+    yield from results.finish([KEY])

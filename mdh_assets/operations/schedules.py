@@ -1,5 +1,5 @@
 """The seed's daily pipeline in Dagster: at 08:00 UTC the schedule materializes yesterday's
-instrument definitions and missing-data report and runs the raw retention; the `pipeline` sensor then requests, for
+instrument definitions and missing-data report (and at 08:30 the raw retention runs); the `pipeline` sensor then requests, for
 every day in the look-back window, what is missing or failed, step by step: raw downloads,
 options features, candles and book, MFT features, warehouse tables. It is also the gap
 filler: a day that failed last week is retried on the next tick (at most
@@ -27,7 +27,8 @@ LOOKBACK_DAYS = int(os.environ.get("MDH_LOOKBACK_DAYS", "7"))
 MAX_ATTEMPTS = 3
 PARTITION_TAG = "mdh/partition"
 
-daily_job = dg.define_asset_job("daily_definitions", selection=["instruments", "reports/missing", "reports/retention"])
+daily_job = dg.define_asset_job("daily_definitions", selection=["instruments", "reports/missing"])
+retention_job = dg.define_asset_job("raw_retention", selection=["reports/retention"])
 # One job per raw partitions definition: (job, the data types it downloads).
 RAW_GROUPS = {
     name: (dg.define_asset_job(f"raw_{name}", selection=[f"raw/{t}" for t in types]), set(types))
@@ -40,11 +41,17 @@ candles_job = dg.define_asset_job(
     "candles_and_book", selection=[f"{k}/{tf}" for k in ("candles", "book") for tf in TIMEFRAMES])
 mft_job = dg.define_asset_job("mft_features", selection=[f"features/mft/{tf}" for tf in MFT_TIMEFRAMES])
 warehouse_job = dg.define_asset_job("warehouse", selection=dg.AssetSelection.groups("warehouse"))
-JOBS = [daily_job, *(job for job, _ in RAW_GROUPS.values()), options_job, candles_job, mft_job, warehouse_job]
+# The jobs the gap-filling sensor requests, then every job of the code location.
+PIPELINE_JOBS = [*(job for job, _ in RAW_GROUPS.values()), options_job, candles_job, mft_job, warehouse_job]
+JOBS = [daily_job, *PIPELINE_JOBS, retention_job]
 
 daily_schedule = dg.build_schedule_from_partitioned_job(
     daily_job, name="daily_0800_utc", hour_of_day=8, minute_of_hour=0,
-    description="08:00 UTC: yesterday's instrument definitions, missing-data report and raw retention",
+    description="08:00 UTC: yesterday's instrument definitions and missing-data report",
+)
+retention_schedule = dg.build_schedule_from_partitioned_job(
+    retention_job, name="raw_retention_0830_utc", hour_of_day=8, minute_of_hour=30,
+    description="08:30 UTC: delete the raw files older than the retention window, as of yesterday",
 )
 
 
@@ -95,7 +102,7 @@ def day_requests(context: dg.SensorEvaluationContext, catalog: Catalog, date: dt
     return requests
 
 
-@dg.sensor(name="pipeline", jobs=JOBS[1:], minimum_interval_seconds=300,
+@dg.sensor(name="pipeline", jobs=PIPELINE_JOBS, minimum_interval_seconds=300,
            description=f"Requests each day's missing and failed steps over the last {LOOKBACK_DAYS} days")
 def pipeline_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
     today = dt.datetime.now(dt.timezone.utc).date()

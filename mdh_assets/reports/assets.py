@@ -7,8 +7,11 @@ import datetime as dt
 from collections import Counter
 
 import dagster as dg
+import polars as pl
 import pyarrow as pa
 
+from mdh_assets.backfill import POLICY, Results
+from mdh_assets.metadata import file_metadata, preview
 from mdh_assets.partitions import daily
 from mdh_assets.reports.status import status_table
 from mdh_assets.resources.storage import StorageResource
@@ -16,26 +19,38 @@ from mdh_lib.catalog import Catalog
 from mdh_lib.config import load_settings
 from mdh_lib.definitions import expected_partitions
 from mdh_lib.instruments import RAW_DATA_TYPES
+from mdh_lib.layout import missing_report_path
 from mdh_lib.retention import REMOVED_SCHEMA, remove_expired, retention_cutoff
 
 
+REPORT = dg.AssetKey(["reports", "missing"])
+
+
 @dg.asset(
-    key=["reports", "missing"],
+    key=REPORT,
     partitions_def=daily,
+    backfill_policy=POLICY,
     deps=["instruments"],
     group_name="reports",
     kinds={"parquet"},
     description="Raw partitions of the day that are missing or failed (status from the Dagster instance).",
 )
-def missing_report(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Output[pa.Table]:
-    date = dt.date.fromisoformat(context.partition_key)
-    definitions = Catalog(storage.storage).definitions(date)
-    if definitions is None:
-        raise dg.Failure(description=f"missing report {date}: no instrument definitions for {date}; materialize instruments {date} first")
+def missing_report(context: dg.AssetExecutionContext, storage: StorageResource):
+    """One run may cover many days (`mdh_assets.backfill`)."""
+    catalog, results = Catalog(storage.storage), Results(context)
     cutoff = retention_cutoff(load_settings().raw_retention_days)
-    table = status_table(context.instance, expected_partitions(definitions), cutoff)
-    counts = Counter(table["status"].to_pylist())
-    return dg.Output(table, metadata=dict(sorted(counts.items())))
+    for pk in context.partition_keys:
+        date = dt.date.fromisoformat(pk)
+        definitions = catalog.definitions(date)
+        if definitions is None:
+            results.failed(f"missing report {date}: no instrument definitions for {date}; materialize instruments {date} first")
+            continue
+        table = status_table(context.instance, expected_partitions(definitions), cutoff)
+        info = storage.storage.write_parquet(missing_report_path(date), table)
+        counts = Counter(table["status"].to_pylist())
+        results.materialized(REPORT, pk, {**file_metadata(info, table.schema), "preview": preview(pl.from_arrow(table)),
+                                          **dict(sorted(counts.items()))})
+    yield from results.finish([REPORT])
 
 
 @dg.asset(
