@@ -6,11 +6,12 @@ import math
 import dagster as dg
 import polars as pl
 
-from mdh_assets.candles.assets import candle_key
+from mdh_assets.candles.assets import candle_key, neighbour_days
 from mdh_assets.backfill import POLICY
 from mdh_assets.partitions import by_underlying, split
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.timeframe_assets import TimeframeRun, per_timeframe
+from mdh_lib.candles.day_inputs import day_as_of
 from mdh_lib.catalog import Catalog
 from mdh_lib.features.mft import history_bars, mft_features
 from mdh_lib.features.options import options_features
@@ -24,7 +25,7 @@ OPTIONS = dg.AssetKey(["features", "options"])
 @dg.asset(
     key=OPTIONS,
     partitions_def=by_underlying,
-    deps=[["raw", "options_chain"]],
+    deps=[dg.AssetDep(["raw", "options_chain"], partition_mapping=neighbour_days())],
     group_name="features",
     kinds={"parquet", "polars"},
     check_specs=[dg.AssetCheckSpec(GRID_CHECK, asset=OPTIONS, blocking=True,
@@ -33,9 +34,10 @@ OPTIONS = dg.AssetKey(["features", "options"])
 )
 def options_features_asset(context: dg.AssetExecutionContext, storage: StorageResource):
     date, underlying = split(context.partition_key)
-    chain = Catalog(storage.storage).read(("raw", "options_chain"), date, underlying)
-    if chain is None:
+    inputs = day_as_of(Catalog(storage.storage), "options_chain", date, underlying)
+    if inputs is None:
         raise dg.Failure(description=f"options features {date} {underlying}: raw/options_chain is not downloaded; run mdh download first")
+    chain, sources = inputs
     frame = options_features(chain, date)
     problems = grid_failures(frame, date, "15s")
     yield dg.AssetCheckResult(check_name=GRID_CHECK, passed=not problems,
@@ -43,7 +45,7 @@ def options_features_asset(context: dg.AssetExecutionContext, storage: StorageRe
     if problems:
         raise dg.Failure(description=f"options features {date} {underlying}: {'; '.join(problems)}")
     yield dg.Output(frame.to_arrow(), metadata={
-        "chain_rows": chain.height,
+        "chain_rows": chain.height, **sources.metadata(),
         "atm_mark_iv_last": _last(frame, "atm_mark_iv"), "skew_25d_put_call_ratio_last": _last(frame, "skew_25d_put_call_ratio"),
     })
 

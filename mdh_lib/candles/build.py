@@ -1,13 +1,11 @@
 """A day's candles for every timeframe, from one read of its ticks.
 
-Late trades (Tardis splits files by local arrival time): a trade belongs to the day of its
-exchange ``timestamp``. Day D's candles are built from day D's file rows stamped in D plus
-day D+1's file rows stamped in D (the few trades that arrived after midnight); the rows of
-day D's file stamped before midnight belong to D-1's candles. When D+1's file is not there
-yet, D's candles leave those late trades out and say so (``next_day_included`` false in the
-materialization); building D again once D+1 is downloaded adds them. Every trade is counted
-exactly once, in the day of its exchange timestamp. Liquidations follow the same rule; ticker
-values are "as of" a time, so earlier rows only set the starting state.
+A row belongs to the day of its exchange ``timestamp``, whichever day's file holds it (Tardis
+splits files by local arrival time): `mdh_lib.candles.day_inputs` assembles a day's trades and
+liquidations (`day_rows`: the rows stamped in D from D-1's, D's and D+1's files, each counted
+exactly once) and its ticker rows (the state at midnight carried from D-1, then every row
+stamped before D's end), and says which neighbour files were absent. Building D again once
+they exist adds their rows.
 """
 
 from __future__ import annotations
@@ -26,11 +24,13 @@ OPTION_COLUMNS = ["skew_25d_put_call_ratio", "atm_mark_iv"]
 CANDLE_COLUMNS = ID_COLUMNS + BAR_COLUMNS + DERIVATIVE_COLUMNS + OPTION_COLUMNS
 
 
-def day_rows(current: pl.DataFrame, next_day: pl.DataFrame | None, date: dt.date) -> pl.DataFrame:
-    """The rows stamped in ``date``: from its own file, then the next day's late arrivals."""
+def day_rows(current: pl.DataFrame, next_day: pl.DataFrame | None, date: dt.date,
+             previous_day: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The rows stamped in ``date`` from the previous day's file, its own and the next day's
+    (late arrivals), in timestamp order, ties in that file order."""
     start = day_start_us(date)
     in_day = pl.col("timestamp").is_between(start, start + DAY_US, closed="left")
-    parts = [current.filter(in_day)] + ([next_day.filter(in_day)] if next_day is not None else [])
+    parts = [f.filter(in_day) for f in (previous_day, current, next_day) if f is not None]
     return pl.concat(parts).sort("timestamp", maintain_order=True) if len(parts) > 1 else parts[0]
 
 
@@ -40,7 +40,8 @@ def candles(
     options: dict[str, pl.DataFrame] | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Full-grid candles per timeframe. ``trades``/``liquidations`` are the day's rows
-    (`day_rows`); ``ticker`` the day's file as is; ``options`` per timeframe the frames of
+    (`day_rows`); ``ticker`` the rows stamped before the day's end, those before its start
+    being the initial state (`mdh_lib.candles.day_inputs.day_as_of`); ``options`` per timeframe the frames of
     `mdh_lib.features.options.options_columns` for the instrument's underlying."""
     timeframes = list(timeframes)
     bars = trade_bars(trades, timeframes)

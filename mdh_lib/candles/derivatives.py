@@ -2,10 +2,11 @@
 
 - funding_rate, predicted_funding_rate, open_interest, mark_price, index_price: the last
   non-null value with timestamp before the bucket end. A bucket without an update carries
-  the value over from earlier (as of the bucket end), including rows of the day's file
-  stamped just before midnight; before the first value of the day at all, null.
-- oi_change: open_interest minus the previous bucket's (for the first bucket, the value as
-  of the day start when one exists).
+  the value over from earlier (as of the bucket end): rows stamped before the grid's start
+  are the initial state (for a day, those carried over from the previous day's file and the
+  pre-midnight rows of its own, `mdh_lib.candles.day_inputs`); before any value at all, null.
+- oi_change: open_interest minus the previous bucket's; for the first bucket, minus the value
+  as of the grid's start (so a 24h candle has one: the day's change), null without one.
 - liquidation_buy_volume / liquidation_sell_volume / liquidation_count: sum of amount by
   Tardis side (buy = a short was liquidated, a forced buy) and number of liquidations with
   timestamp in the bucket; 0 when none.

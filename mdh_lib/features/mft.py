@@ -131,7 +131,9 @@ def _bar_inputs(bars: pl.DataFrame) -> pl.DataFrame:
     notional = pl.col("volume") * pl.col("vwap")
     kyle_ok = flow.is_not_null() & r.is_not_null()
     roll_ok = r.is_not_null() & r_prev.is_not_null()
-    return bars.with_columns(r=pl.col("close").forward_fill().log().diff()).select(
+    c = pl.col("close").forward_fill()
+    # the log of the ratio, not a difference of logs: exact to the last digits on 1e-5 returns
+    return bars.with_columns(r=(c / c.shift(1)).log()).select(
         "timestamp", "volume", "r",
         r2=r**2,
         pk=hl2 / (4 * ln2),

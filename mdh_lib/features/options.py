@@ -8,8 +8,8 @@ repeated snapshots; any cell may be empty.
 Output: one row per 15s bucket of the day's full grid (5,760 rows; buckets are [start, end) on
 the exchange ``timestamp``, labelled by ``timestamp`` = start, UTC). Each row describes the chain
 AS OF THE BUCKET END: every option is represented by its last snapshot with ``timestamp < end``
-(snapshots stamped before the day start are the initial state; nothing at or after the end is
-used), taken as it is: a null cell in that snapshot is missing, never filled from an older one.
+(snapshots stamped before the day start are the initial state, carried over from the previous
+day by `mdh_lib.candles.day_inputs.day_as_of`; nothing at or after the end is used), taken as it is: a null cell in that snapshot is missing, never filled from an older one.
 
 Terms, at a bucket end t:
 
@@ -42,8 +42,9 @@ Columns:
     skew_25d_put_call_ratio_30d  the skew ratio at 30 days from the eligible expiries that have
                                  one: linear in days between the two bracketing 30 days, else the
                                  ratio of the expiry closest to 30 days
-    options_count                options (symbols) with a snapshot before the bucket end, expired
-                                 ones included
+    options_count                options (symbols) not yet expired at the bucket end with a snapshot
+                                 before it (what a continuous stream shows; an expired option's
+                                 state does not carry into the next day)
     put_call_oi_ratio            sum of open_interest of puts / of calls over the options not yet
                                  expired at the bucket end; null when the calls' sum is 0
 
@@ -171,6 +172,21 @@ def _at_30d(eligible: pl.DataFrame, y: str, total_variance: bool) -> pl.DataFram
     return _bracket(at, eligible, ["bucket"], "days", y).select("bucket", pl.coalesce(inside, Y0, Y1).alias(f"{y}_30d"))
 
 
+def _live_changes(snaps: pl.DataFrame) -> pl.DataFrame:
+    """Per 15s bucket, options that count from it on (first snapshot) minus those that stop (the
+    first bucket whose end reaches their expiration)."""
+    width = width_us(STEP)
+    live = (
+        snaps.group_by("symbol")
+        .agg(pl.col("bucket").min(), expired=(pl.col("expiration").first() - 1) // width * width)
+        .filter(pl.col("bucket") < pl.col("expired"))
+    )
+    return (
+        pl.concat([live.select("bucket", change=pl.lit(1)), live.select(bucket="expired", change=pl.lit(-1))])
+        .group_by("bucket").agg(pl.col("change").sum())
+    )
+
+
 def options_features(chain: pl.DataFrame, date: dt.date) -> pl.DataFrame:
     """The day's 15s options-chain features of one underlying (see the module docstring)."""
     snaps = _snapshots(chain, date)
@@ -189,9 +205,8 @@ def options_features(chain: pl.DataFrame, date: dt.date) -> pl.DataFrame:
         .group_by("bucket").agg(pl.col("put_oi", "call_oi").sum())
         .select("bucket", put_call_oi_ratio=pl.when(pl.col("call_oi") > 0).then(pl.col("put_oi") / pl.col("call_oi")))
     )
-    first_seen = snaps.group_by("symbol").agg(pl.col("bucket").min()).group_by("bucket").len("new")
     out = grid(date, STEP)
-    for part in (nearest, _at_30d(eligible, "atm_iv", True), _at_30d(eligible, "skew", False), oi, first_seen):
+    for part in (nearest, _at_30d(eligible, "atm_iv", True), _at_30d(eligible, "skew", False), oi, _live_changes(snaps)):
         out = out.join(part, on="bucket", how="left")
     return (
         out.sort("bucket")
@@ -199,7 +214,7 @@ def options_features(chain: pl.DataFrame, date: dt.date) -> pl.DataFrame:
             to_datetime(),
             atm_mark_iv_30d="atm_iv_30d",
             skew_25d_put_call_ratio_30d="skew_30d",
-            options_count=pl.col("new").fill_null(0).cum_sum().cast(pl.Int64),
+            options_count=pl.col("change").fill_null(0).cum_sum().cast(pl.Int64),
         )
         .select(COLUMNS)
     )
