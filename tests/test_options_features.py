@@ -210,7 +210,7 @@ WITH state AS (  -- each option's last snapshot before the bucket end
 ), hi AS (
     SELECT min(k) AS k1, arg_min(iv, k) AS iv1 FROM strikes, fwd WHERE k >= f
 )
-SELECT (SELECT count(*) FROM state) AS options_count,
+SELECT (SELECT count(*) FROM state WHERE expiration > $end) AS options_count,
        (SELECT expiration FROM nearest) AS expiration,
        f AS underlying_price,
        CASE WHEN k0 = k1 THEN iv0

@@ -90,7 +90,8 @@ def last_rows(rows: pl.DataFrame, data_type: str, start: int) -> pl.DataFrame:
         return rows.tail(1)
     index = pl.int_range(pl.len())
     if data_type == "derivative_ticker":
-        last = rows.select(index.last().alias("_i"), *(index.filter(pl.col(c).is_not_null()).last() for c in TICKER_COLUMNS))
+        last = rows.select(index.last().alias("_i"),
+                           *(index.filter(pl.col(c).is_not_null()).last().alias(c) for c in TICKER_COLUMNS))
         return rows[sorted({i for i in last.row(0) if i is not None})]
     if data_type == "options_chain":
         live = rows.with_columns(_i=index).filter(pl.col("expiration") > start)

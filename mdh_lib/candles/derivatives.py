@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from mdh_lib.features.sums import ordered_sum
 from mdh_lib.timeframes import bucket_start, width_us
 
 TICKER_COLUMNS = ["funding_rate", "predicted_funding_rate", "open_interest", "mark_price", "index_price"]
@@ -62,8 +63,8 @@ def liquidation_columns(liquidations: pl.DataFrame | None, timeframe: str) -> pl
         liquidations.lazy()
         .group_by(bucket_start("timestamp", timeframe).alias("bucket"))
         .agg(
-            liquidation_buy_volume=amount.filter(pl.col("side") == "buy").sum(),
-            liquidation_sell_volume=amount.filter(pl.col("side") == "sell").sum(),
+            liquidation_buy_volume=ordered_sum(amount.filter(pl.col("side") == "buy")),
+            liquidation_sell_volume=ordered_sum(amount.filter(pl.col("side") == "sell")),
             liquidation_count=pl.len().cast(pl.Int64),
         )
         .collect()

@@ -66,6 +66,7 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
+from mdh_lib.features.sums import ordered_sum
 from mdh_lib.schemas import BOOK_COLUMNS, BOOK_LEVELS, LEVEL_NAMES
 from mdh_lib.timeframes import DAY_US, TIMEFRAMES, bucket_start, day_start_us, grid, to_datetime, width_us
 
@@ -101,12 +102,6 @@ def _ofi() -> pl.Expr:
         ind(pb >= pb.shift()) * qb - ind(pb <= pb.shift()) * qb.shift()
         - ind(pa <= pa.shift()) * qa + ind(pa >= pa.shift()) * qa.shift()
     )
-
-
-def _sum(col: str) -> pl.Expr:
-    """A left-to-right sum: the same bits whatever the chunking or group-by strategy, which
-    keeps results identical across chunkings (a float sum depends on its order)."""
-    return pl.col(col).fill_null(0).cum_sum().last()
 
 
 def _slope(dist: list[pl.Expr], cum: list[pl.Expr]) -> pl.Expr:
@@ -221,7 +216,7 @@ class BookAggregator:
             .group_by("b", maintain_order=True)
             .agg(
                 pl.len().cast(pl.Int64).alias("snapshot_count"),
-                _sum("ofi"),
+                ordered_sum(pl.col("ofi")),
                 pl.col(_STATE).last(),
             )
             .collect()
@@ -237,7 +232,7 @@ class BookAggregator:
             parts.lazy()
             .filter(pl.col("b") >= self._start)
             .group_by(bucket_start("b", tf).alias("bucket"))
-            .agg(pl.col("snapshot_count").sum(), _sum("ofi"))
+            .agg(pl.col("snapshot_count").sum(), ordered_sum(pl.col("ofi")))
         )
         return (
             grid(self._date, tf)

@@ -9,7 +9,8 @@ Output: one row per 15s bucket of the day's full grid (5,760 rows; buckets are [
 the exchange ``timestamp``, labelled by ``timestamp`` = start, UTC). Each row describes the chain
 AS OF THE BUCKET END: every option is represented by its last snapshot with ``timestamp < end``
 (snapshots stamped before the day start are the initial state, carried over from the previous
-day by `mdh_lib.candles.day_inputs.day_as_of`; nothing at or after the end is used), taken as it is: a null cell in that snapshot is missing, never filled from an older one.
+day by `mdh_lib.candles.day_inputs.day_as_of`; nothing at or after the end is used), taken as
+it is: a null cell in that snapshot is missing, never filled from an older one.
 
 Terms, at a bucket end t:
 
@@ -61,6 +62,7 @@ import datetime as dt
 
 import polars as pl
 
+from mdh_lib.features.sums import ordered_sum
 from mdh_lib.timeframes import DAY_US, bucket_start, day_start_us, grid, to_datetime, width_us
 
 STEP = "15s"
@@ -133,8 +135,8 @@ def _expiry_states(snaps: pl.DataFrame) -> pl.DataFrame:
         forward=pl.col("underlying_price").drop_nulls().last(),
         has_calls=(call & quoted).any(),
         has_puts=(~call & quoted).any(),
-        call_oi=pl.when(call).then(oi).sum(),
-        put_oi=pl.when(~call).then(oi).sum(),
+        call_oi=ordered_sum(pl.when(call).then(oi)),
+        put_oi=ordered_sum(pl.when(~call).then(oi)),
     )
     strikes = state.group_by(*BY, "strike_price").agg(pl.col("mark_iv").mean())
     atm = _bracket(summary.select(*BY, at="forward"), strikes, BY, "strike_price", "mark_iv").select(
@@ -202,7 +204,8 @@ def options_features(chain: pl.DataFrame, date: dt.date) -> pl.DataFrame:
     )
     oi = (
         panel.filter(pl.col("expiration") > pl.col("end"))
-        .group_by("bucket").agg(pl.col("put_oi", "call_oi").sum())
+        .sort("bucket", "expiration")
+        .group_by("bucket").agg(ordered_sum(pl.col("put_oi")), ordered_sum(pl.col("call_oi")))
         .select("bucket", put_call_oi_ratio=pl.when(pl.col("call_oi") > 0).then(pl.col("put_oi") / pl.col("call_oi")))
     )
     out = grid(date, STEP)
