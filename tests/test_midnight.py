@@ -21,7 +21,7 @@ from mdh_lib.features.book import book_features
 from mdh_lib.features.mft import history_bars, mft_features
 from mdh_lib.features.options import options_columns, options_features
 from mdh_lib.instruments import InstrumentKey
-from mdh_lib.layout import raw_path
+from mdh_lib.layout import dataset_path, raw_path
 from mdh_lib.schemas import BOOK_COLUMNS, LEVEL_NAMES, RAW_SCHEMAS
 from mdh_lib.storage import Storage
 from mdh_lib.timeframes import DAY_US, MFT_TIMEFRAMES, TIMEFRAMES, US, day_start_us, width_us
@@ -401,3 +401,61 @@ def test_previous_day_arriving_later_fills_exactly_the_first_buckets(files, comp
     assert changed["options", "15s"] and changed["book", "15s"] and changed["candles", "24h"] == [0]
     assert before["candles"]["1m"]["funding_rate"].head(8 * 60).null_count() == 8 * 60
     assert len(changed["candles", "1m"]) >= 8 * 60
+
+
+# --- through Dagster: the declared dependency, the metadata and the stored features ---------------
+
+
+def _metadata(instance, asset: list[str], partition: str) -> dict:
+    import dagster as dg
+
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
+    found = [r.asset_materialization for r in records if r.asset_materialization.partition == partition]
+    assert found, (asset, partition)
+    return {k: v.value for k, v in found[0].metadata.items()}
+
+
+def test_assets_read_the_neighbour_days_and_name_a_missing_one(mdh_env):
+    import dagster as dg
+
+    from mdh_assets.book.assets import book_assets
+    from mdh_assets.candles.assets import candle_assets
+    from mdh_assets.cli import main
+    from mdh_assets.features.assets import options_features_asset
+
+    for asset, upstream in ((candle_assets, ["raw", "trades"]), (candle_assets, ["raw", "derivative_ticker"]),
+                            (candle_assets, ["raw", "liquidations"]), (book_assets, ["raw", "book_snapshot_5"]),
+                            (options_features_asset, ["raw", "options_chain"])):
+        days = asset.get_partition_mapping(dg.AssetKey(upstream)).downstream_mappings_by_upstream_dimension["date"]
+        assert (days.partition_mapping.start_offset, days.partition_mapping.end_offset) == (-1, 1)
+
+    dates = ["--start-date", "2024-01-01", "--end-date", "2024-01-02"]
+    assert main(["download", *dates, "--symbols", f"{PERP},{OPTIONS}"]) == 0
+    assert main(["candle-processing", *dates, "--symbols", str(PERP), "--timeframes", "1m"]) == 0
+    instance = dg.DagsterInstance.get()
+    for asset, key, data_type in ((["candles", "1m"], PERP, "trades"), (["book", "1m"], PERP, "book_snapshot_5"),
+                                  (["features", "options"], OPTIONS, "options_chain")):
+        first = _metadata(instance, asset, f"2024-01-01|{key}")
+        assert first["previous_day_included"] is False and first["next_day_included"] is True
+        assert raw_path(data_type, "2023-12-31", key) in first["missing_neighbour_files"]
+        second = _metadata(instance, asset, f"2024-01-02|{key}")
+        assert second["previous_day_included"] is True and second["next_day_included"] is False
+        assert second["rows_from_previous_day"] > 0
+
+    # the stored second day equals the features over the two downloaded days as one stream
+    storage = Storage(mdh_env["MDH_DATA_ROOT"])
+    date = dt.date(2024, 1, 2)
+    stream = {t: pl.concat([pl.from_arrow(storage.read_parquet(raw_path(t, d, _key(t))))
+                            for d in ("2024-01-01", "2024-01-02")]).sort("timestamp", maintain_order=True)
+              for t in ("trades", "liquidations", "derivative_ticker", "book_snapshot_5", "options_chain")}
+    options = options_features(stream["options_chain"], date)
+    want_candles = candles(_in_day(stream["trades"], date), date, INSTRUMENT, timeframes=["1m"],
+                           ticker=stream["derivative_ticker"], liquidations=_in_day(stream["liquidations"], date),
+                           options={"1m": options_columns(options, "1m")})["1m"]
+    stored = {name: pl.from_arrow(storage.read_parquet(dataset_path((name, "1m"), date, PERP)))
+              for name in ("candles", "book")}
+    assert_frame_equal(stored["candles"], want_candles, check_exact=True)
+    want_book = book_features([stream["book_snapshot_5"]], date, ["1m"])["1m"]
+    assert_frame_equal(stored["book"].select(want_book.columns), want_book, check_exact=True)
+    got_options = pl.from_arrow(storage.read_parquet(dataset_path(("features", "options"), date, OPTIONS)))
+    assert_frame_equal(got_options, options, check_exact=True)
