@@ -272,6 +272,37 @@ def test_24h_candles_have_oi_change_and_a_full_liquidation_split(computed):
         assert row["liquidation_with_rising_oi"] + row["liquidation_with_falling_oi"] == total
 
 
+def test_only_the_tail_of_the_previous_file_is_read(files, tmp_path, monkeypatch):
+    """The state at midnight comes from the last row group of D-1's file when that holds it; a
+    ticker column the file never fills (row-group null counts) does not send the scan further."""
+    storage = Storage(str(tmp_path))
+    for date in DAYS[:2]:
+        ticker = files["derivative_ticker", date].with_columns(funding_rate=pl.col("mark_price") * 1e-9,
+                                                               predicted_funding_rate=pl.lit(None, pl.Float64))
+        storage.write_parquet(raw_path("derivative_ticker", date, PERP), ticker, sorting_column="timestamp")
+        storage.write_parquet(raw_path("book_snapshot_5", date, PERP), files["book_snapshot_5", date],
+                              sorting_column="timestamp")
+    reads: list[tuple[str, int]] = []
+    parquet_file = Storage.parquet_file
+
+    def counted(self, rel):
+        pf = parquet_file(self, rel)
+        read = pf.read_row_group
+        pf.read_row_group = lambda i, **kw: reads.append((rel, i)) or read(i, **kw)
+        return pf
+
+    monkeypatch.setattr(Storage, "parquet_file", counted)
+    catalog = Catalog(storage)
+    for data_type in ("derivative_ticker", "book_snapshot_5"):
+        reads.clear()
+        rows = day_as_of(catalog, data_type, DAYS[1], PERP) if data_type == "derivative_ticker" else list(
+            day_book(catalog, DAYS[1], PERP)[0])
+        previous = raw_path(data_type, DAYS[0], PERP)
+        groups = storage.parquet_file(previous).num_row_groups
+        assert groups >= 3 and [r for r in reads if r[0] == previous] == [(previous, groups - 1)], data_type
+        assert rows  # the day's input was assembled
+
+
 # --- independent SQL over the concatenated files, at the buckets next to each midnight -----------
 
 TICKER_SQL = """

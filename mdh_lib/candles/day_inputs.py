@@ -100,19 +100,32 @@ def last_rows(rows: pl.DataFrame, data_type: str, start: int) -> pl.DataFrame:
 
 
 def _complete(state: pl.DataFrame, data_type: str, wanted: set[str]) -> bool:
+    """Whether ``state`` holds every series of ``wanted`` (`_series`)."""
     if data_type == "derivative_ticker":
-        return all(state[c].null_count() < state.height for c in TICKER_COLUMNS)
+        return all(state[c].null_count() < state.height for c in wanted)
     if data_type == "options_chain":
         return wanted <= set(state["symbol"])
     return not state.is_empty()
 
 
-def _live_options(pf: pq.ParquetFile, start: int) -> set[str]:
-    """Options of the file with a row before ``start`` and not expired at ``start``."""
+def _series(pf: pq.ParquetFile, data_type: str, start: int) -> set[str]:
+    """What the state of a file must hold: the ticker columns the file fills at all (from the
+    row groups' null counts, so a column an exchange never sends does not make the backward
+    scan read the whole file), the options with a row before ``start`` not expired at ``start``."""
+    if data_type == "derivative_ticker":
+        groups = [pf.metadata.row_group(g) for g in range(pf.metadata.num_row_groups)]
+        names = pf.schema_arrow.names
+
+        def all_null(group, c: str) -> bool:
+            stats = group.column(names.index(c)).statistics
+            return stats is not None and stats.has_null_count and stats.null_count == group.num_rows
+
+        return {c for c in TICKER_COLUMNS if not all(all_null(g, c) for g in groups)}
     out: set[str] = set()
-    for i in range(pf.num_row_groups):
-        group = pl.from_arrow(pf.read_row_group(i, columns=["symbol", "timestamp", "expiration"]))
-        out |= set(group.filter((TS < start) & (pl.col("expiration") > start))["symbol"].unique())
+    if data_type == "options_chain":
+        for i in range(pf.num_row_groups):
+            group = pl.from_arrow(pf.read_row_group(i, columns=["symbol", "timestamp", "expiration"]))
+            out |= set(group.filter((TS < start) & (pl.col("expiration") > start))["symbol"].unique())
     return out
 
 
@@ -126,7 +139,7 @@ def _previous_file(catalog: Catalog, data_type: str, date: dt.date, key: Key, co
         return None
     start = day_start_us(date)
     pf = catalog.storage.parquet_file(rel)
-    wanted = _live_options(pf, start) if state_of == "options_chain" else set()
+    wanted = _series(pf, state_of, start) if state_of else set()
     in_day, before = [], []
     for i in reversed(range(pf.num_row_groups)):
         group = pl.from_arrow(pf.read_row_group(i, columns=columns))
