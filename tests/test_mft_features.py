@@ -282,3 +282,18 @@ def test_extra_columns_and_dtypes_tolerated():
     history = both.head(100).with_columns(pl.col("volume").cast(pl.Float32))
     out = mft_features(both.tail(200), history, "1m")
     assert out.columns == ["timestamp", *FEATURES]
+
+
+def test_log_return_keeps_every_digit_of_small_returns():
+    """ln(c_t / c_{t-1}) against 50-digit decimal arithmetic: prices 70088.74 -> 70088.75 (a 1.4e-7
+    return) and 1e-5 moves keep a relative error of a few 1e-16, where a difference of logs loses
+    about five digits."""
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 50
+    closes = [70_088.74, 70_088.75, 70_089.45, 70_088.75, 100_000.0, 100_001.0]
+    rows = [(c, c, c, c, 1.0, c, 0.5, 0.5, 1) for c in closes]
+    got = mft_features(candles(rows), None, "1m")["log_return"].to_list()[1:]
+    for k, r in enumerate(got, start=1):
+        exact = float((Decimal(closes[k]) / Decimal(closes[k - 1])).ln())
+        assert r == pytest.approx(exact, rel=4e-16, abs=0), (k, r, exact)

@@ -132,8 +132,9 @@ def _bar_inputs(bars: pl.DataFrame) -> pl.DataFrame:
     kyle_ok = flow.is_not_null() & r.is_not_null()
     roll_ok = r.is_not_null() & r_prev.is_not_null()
     c = pl.col("close").forward_fill()
-    # the log of the ratio, not a difference of logs: exact to the last digits on 1e-5 returns
-    return bars.with_columns(r=(c / c.shift(1)).log()).select(
+    # ln(c_t / c_{t-1}) as log1p of the relative change: c_t - c_{t-1} is exact for nearby
+    # prices, so a 1e-5 return keeps every digit (a difference of logs loses about five)
+    return bars.with_columns(r=((c - c.shift(1)) / c.shift(1)).log1p()).select(
         "timestamp", "volume", "r",
         r2=r**2,
         pk=hl2 / (4 * ln2),
