@@ -27,18 +27,18 @@ DATE = dt.date(2024, 3, 1)
 def bench_streaming(trades: int) -> dict:
     raw = gzip.decompress(day_csv_gz("binance-futures", "trades", DATE, "BTCUSDT", trades))
     frame = pl.read_csv(io.BytesIO(raw), schema_overrides={"id": pl.String})
-    encoded = binance_trades(frame, "btcusdt@trade")
+    encoded = binance_trades(frame, "btcusdt@trade", futures=True)
     received, messages = [t for t, _ in encoded], [m for _, m in encoded]
     v = venue("binance-futures")
-    settings = StreamSettings(replay_clock=True)
+    settings = StreamSettings()
     pipeline = Pipeline(v, resolve(v, "BTC-USDT"), LIVE_TIMEFRAMES, settings)
     step = settings.max_batch
     candles = 0
     t0 = time.perf_counter()
     for i in range(0, len(messages), step):
-        _, closed = pipeline.process(received[i:i + step], messages[i:i + step])
+        _, (closed, _) = pipeline.process(received[i:i + step], messages[i:i + step])
         candles += sum(f.height for f in closed.values())
-    candles += sum(f.height for f in pipeline.tick(final=True).values())
+    candles += sum(f.height for f in pipeline.tick(received[-1], final=True)[0].values())
     seconds = time.perf_counter() - t0
     assert pipeline.counts.trades == len(messages), "the pipeline lost trades"
     return {"trades": len(messages), "seconds": seconds, "trades_per_s": len(messages) / seconds,

@@ -12,9 +12,10 @@ Deribit's ``/ws/api/v2``). It can:
 - pace messages at ``rate`` per second, or send them as fast as possible.
 
 Malformed messages are simply strings in the list. The encoders below turn Tardis-format
-frames (trades, liquidations, derivative_ticker) into Binance and Deribit messages; each
-carries the row's Tardis ``local_timestamp`` as a top-level field, which the live path
-honours only in replay clock mode (MDH_WS_REPLAY_CLOCK=1), so delays equal batch.
+rows (trades, liquidations, derivative_ticker, book_snapshot_5) into the exchanges' own
+messages, exactly as documented by Binance and Deribit (nothing added), each paired with the
+row's Tardis ``local_timestamp`` so `merged` can order several streams as one connection saw
+them. `RestServer` is a local HTTP stand-in for Binance's open-interest endpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 import orjson
 import polars as pl
 import websockets
+from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
 
@@ -33,49 +35,101 @@ def _ms(us: int) -> int:
     return us // 1_000
 
 
-def binance_trades(trades: pl.DataFrame, stream: str) -> list[tuple[int, str]]:
-    """(local_timestamp, message) per trade row: Binance ``trade`` events, combined-stream wrapped."""
-    return [(r["local_timestamp"], orjson.dumps({
-        "stream": stream, "local_timestamp": r["local_timestamp"],
-        "data": {"e": "trade", "E": _ms(r["local_timestamp"]), "s": r["symbol"], "t": int(r["id"]),
-                 "p": repr(r["price"]), "q": repr(r["amount"]), "T": _ms(r["timestamp"]), "m": r["side"] == "sell"},
-    }).decode()) for r in trades.iter_rows(named=True)]
+def _text(x) -> str | None:
+    return None if x is None else repr(x)
+
+
+def binance_trades(trades: pl.DataFrame, stream: str, *, futures: bool = False) -> list[tuple[int, str]]:
+    """(local_timestamp, message) per trade row: Binance ``trade`` events, combined-stream
+    wrapped (USDT-M futures events also carry ``X`` = MARKET)."""
+    def data(r: dict) -> dict:
+        d = {"e": "trade", "E": _ms(r["local_timestamp"]), "T": _ms(r["timestamp"]), "s": r["symbol"],
+             "t": int(r["id"]), "p": repr(r["price"]), "q": repr(r["amount"])}
+        return {**d, "X": "MARKET", "m": r["side"] == "sell"} if futures else {**d, "m": r["side"] == "sell", "M": True}
+
+    return [(r["local_timestamp"], orjson.dumps({"stream": stream, "data": data(r)}).decode())
+            for r in trades.iter_rows(named=True)]
 
 
 def binance_force_orders(liquidations: pl.DataFrame, stream: str) -> list[tuple[int, str]]:
     """Binance futures ``forceOrder`` events (side SELL = a long liquidated = Tardis ``sell``)."""
     return [(r["local_timestamp"], orjson.dumps({
-        "stream": stream, "local_timestamp": r["local_timestamp"],
+        "stream": stream,
         "data": {"e": "forceOrder", "E": _ms(r["local_timestamp"]), "o": {
             "s": r["symbol"], "S": r["side"].upper(), "o": "LIMIT", "f": "IOC", "q": repr(r["amount"]),
-            "p": repr(r["price"]), "ap": repr(r["price"]), "X": "FILLED", "l": repr(r["amount"]),
+            "p": repr(round(r["price"] * 0.99, 2)), "ap": repr(r["price"]), "X": "FILLED", "l": repr(r["amount"]),
             "z": repr(r["amount"]), "T": _ms(r["timestamp"])}},
     }).decode()) for r in liquidations.iter_rows(named=True)]
 
 
 def binance_mark_prices(ticker: pl.DataFrame, stream: str) -> list[tuple[int, str]]:
     """Binance futures ``markPriceUpdate`` events from derivative_ticker rows with a mark price."""
-    def text(x) -> str:
-        return "" if x is None else repr(x)
-
     rows = ticker.filter(pl.col("mark_price").is_not_null())
     return [(r["local_timestamp"], orjson.dumps({
-        "stream": stream, "local_timestamp": r["local_timestamp"],
-        "data": {"e": "markPriceUpdate", "E": _ms(r["timestamp"]), "s": r["symbol"], "p": text(r["mark_price"]),
-                 "i": text(r["index_price"]), "P": text(r["mark_price"]), "r": text(r["funding_rate"]),
+        "stream": stream,
+        "data": {"e": "markPriceUpdate", "E": _ms(r["timestamp"]), "s": r["symbol"], "p": _text(r["mark_price"]),
+                 "i": _text(r["index_price"]), "P": _text(r["mark_price"]), "r": _text(r["funding_rate"]) or "",
                  "T": _ms(r["funding_timestamp"] or 0)},
     }).decode()) for r in rows.iter_rows(named=True)]
 
 
-def deribit_trades(trades: pl.DataFrame) -> list[tuple[int, str]]:
-    """Deribit ``trades.{instrument}.100ms`` notifications, one trade each."""
-    return [(r["local_timestamp"], orjson.dumps({
-        "jsonrpc": "2.0", "method": "subscription", "local_timestamp": r["local_timestamp"],
-        "params": {"channel": f"trades.{r['symbol']}.100ms", "data": [{
-            "trade_seq": i, "trade_id": str(r["id"]), "timestamp": _ms(r["timestamp"]), "tick_direction": 0,
-            "price": r["price"], "mark_price": r["price"], "instrument_name": r["symbol"], "index_price": r["price"],
-            "direction": r["side"], "amount": r["amount"]}]},
-    }).decode()) for i, r in enumerate(trades.iter_rows(named=True))]
+def _levels(r: dict, side: str) -> list[list[str]]:
+    return [[repr(r[f"{side}[{i}].price"]), repr(r[f"{side}[{i}].amount"])] for i in range(5)
+            if r[f"{side}[{i}].price"] is not None]
+
+
+def binance_depth5(book: pl.DataFrame, stream: str, *, futures: bool = True) -> list[tuple[int, str]]:
+    """``<s>@depth5@100ms`` messages from book_snapshot_5 rows: USDT-M futures ``depthUpdate``
+    events (``E``, ``T``, ``b``/``a``), or spot's untimed ``lastUpdateId``/``bids``/``asks``."""
+    def data(i: int, r: dict) -> dict:
+        if not futures:
+            return {"lastUpdateId": i, "bids": _levels(r, "bids"), "asks": _levels(r, "asks")}
+        return {"e": "depthUpdate", "E": _ms(r["local_timestamp"]), "T": _ms(r["timestamp"]), "s": r["symbol"],
+                "U": 2 * i, "u": 2 * i + 1, "pu": 2 * i - 1, "b": _levels(r, "bids"), "a": _levels(r, "asks")}
+
+    return [(r["local_timestamp"], orjson.dumps({"stream": stream, "data": data(i, r)}).decode())
+            for i, r in enumerate(book.iter_rows(named=True))]
+
+
+def _deribit(channel: str, data) -> str:
+    return orjson.dumps({"jsonrpc": "2.0", "method": "subscription",
+                         "params": {"channel": channel, "data": data}}).decode()
+
+
+def deribit_trades(trades: pl.DataFrame, liquidation: dict[str, str] | None = None) -> list[tuple[int, str]]:
+    """Deribit ``trades.{instrument}.100ms`` notifications, one trade each; ``liquidation``
+    maps trade ids to the ``liquidation`` field (M, T or MT)."""
+    liquidation = liquidation or {}
+
+    def trade(i: int, r: dict) -> dict:
+        t = {"trade_seq": i, "trade_id": str(r["id"]), "timestamp": _ms(r["timestamp"]), "tick_direction": 0,
+             "price": r["price"], "mark_price": r["price"], "instrument_name": r["symbol"], "index_price": r["price"],
+             "direction": r["side"], "amount": r["amount"]}
+        return {**t, "liquidation": liquidation[t["trade_id"]]} if t["trade_id"] in liquidation else t
+
+    return [(r["local_timestamp"], _deribit(f"trades.{r['symbol']}.100ms", [trade(i, r)]))
+            for i, r in enumerate(trades.iter_rows(named=True))]
+
+
+def deribit_tickers(ticker: pl.DataFrame) -> list[tuple[int, str]]:
+    """Deribit ``ticker.{instrument}.100ms`` notifications from derivative_ticker rows."""
+    return [(r["local_timestamp"], _deribit(f"ticker.{r['symbol']}.100ms", {
+        "timestamp": _ms(r["timestamp"]), "instrument_name": r["symbol"], "state": "open", "settlement_price": 1.0,
+        "open_interest": r["open_interest"], "mark_price": r["mark_price"], "index_price": r["index_price"],
+        "current_funding": r["funding_rate"], "funding_8h": r["funding_rate"], "last_price": r["last_price"],
+        "best_bid_price": r["mark_price"], "best_ask_price": r["mark_price"], "stats": {"volume": 1.0}}))
+        for r in ticker.iter_rows(named=True)]
+
+
+def deribit_books(book: pl.DataFrame) -> list[tuple[int, str]]:
+    """Deribit ``book.{instrument}.none.10.100ms`` snapshots from book_snapshot_5 rows."""
+    def levels(r: dict, side: str) -> list[list[float]]:
+        return [[float(p), float(a)] for p, a in _levels(r, side)]
+
+    return [(r["local_timestamp"], _deribit(f"book.{r['symbol']}.none.10.100ms", {
+        "timestamp": _ms(r["timestamp"]), "instrument_name": r["symbol"], "change_id": i,
+        "bids": levels(r, "bids"), "asks": levels(r, "asks")}))
+        for i, r in enumerate(book.iter_rows(named=True))]
 
 
 def merged(*parts: list[tuple[int, str]]) -> list[str]:
@@ -159,6 +213,66 @@ class ReplayServer:
             self._thread.join(10)
 
     def __enter__(self) -> "ReplayServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class RestServer:
+    """Binance USDT-M's ``GET /fapi/v1/openInterest?symbol=S`` on 127.0.0.1 (a free port) in a
+    background thread: ``open_interest()`` gives the value of each answer; ``requests``
+    counts them."""
+
+    def __init__(self, open_interest):
+        self.open_interest = open_interest
+        self.requests = 0
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        body = {"symbol": request.query.get("symbol", ""), "openInterest": repr(float(self.open_interest())),
+                "time": time.time_ns() // 1_000_000}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        app = web.Application()
+        app.router.add_get("/fapi/v1/openInterest", self._handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def start(self) -> "RestServer":
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._main())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="mdh-rest-replay", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("REST stand-in did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._thread and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(10)
+
+    def __enter__(self) -> "RestServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:

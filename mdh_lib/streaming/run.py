@@ -1,15 +1,24 @@
 """The live path end to end: feed -> bounded queue -> batch processing -> warehouse.
 
-Two tasks on one event loop: the `Feed` reader only queues raw frames; the processor takes
-whatever is queued (up to ``max_batch`` frames) and runs `Pipeline.process` on it: parse,
-normalise, dedupe, buffer ticks, update live candles. Ticks are written every
-``flush_interval`` seconds (or sooner when ``max_batch`` rows wait), candles as they close,
-both through `WarehouseSink` (its own thread).
+Tasks on one event loop: the `Feed` reader only queues raw frames (as does the REST poller of
+`mdh_lib.streaming.rest`, where the venue has one); the processor takes whatever is queued
+(up to ``max_batch`` frames) and runs `Pipeline.process` on it: parse, normalise, dedupe,
+buffer ticks, update live candles and book features, close the buckets that exchange time
+has passed (`mdh_lib.streaming.clock`). Ticks are written every ``flush_interval`` seconds (or
+sooner when ``max_batch`` rows wait), candles and book features as they close, all through
+`WarehouseSink` (its own thread), which is only ever handed Arrow tables converted on the
+event loop: no frame is shared between threads.
+
+Closing: while frames flow, a bucket closes once the exchange time of the messages received
+has passed its end + ``close_grace``. In a quiet market (the processor waited for frames and
+none came) the exchange time is estimated as receive time minus the measured offset, and a
+bucket closes once that estimate passes its end + ``idle_close``. A backlog (queued frames,
+a burst, a stall) never closes anything by the clock, so it cannot make trades late.
 
 Stop: SIGINT, SIGTERM or the end of ``--duration``. The reader stops, frames already
-received are processed, buckets whose end has passed close, and everything is written
-before `run_stream` returns (within about a second of the stop). The bucket still open is
-not written (see `mdh_lib.streaming.live_candles`).
+received are processed, buckets whose end + ``close_grace`` the estimated exchange time has
+passed close, and everything is written before `run_stream` returns (within about a second
+of the stop). The bucket still open is not written (see `mdh_lib.streaming.live_candles`).
 
 Settings (environment; the defaults suit the public exchanges):
 
@@ -20,9 +29,10 @@ Settings (environment; the defaults suit the public exchanges):
 | MDH_WS_BACKOFF_INITIAL / MDH_WS_BACKOFF_MAX | reconnect backoff (full jitter), seconds | 0.5 / 30 |
 | MDH_WS_FLUSH_INTERVAL | seconds between tick micro-batches | 1 |
 | MDH_WS_MAX_PENDING | frames queued before the reader waits (backpressure) | 100000 |
-| MDH_WS_CLOSE_GRACE | exchange-time seconds past a bucket end before a trade closes it | 0.5 |
-| MDH_WS_IDLE_CLOSE | receive-clock seconds past a bucket end before it closes without trades | 2 |
-| MDH_WS_REPLAY_CLOCK | 1 = take local_timestamp from a replay's messages (tests, replays) | 0 |
+| MDH_WS_CLOSE_GRACE | exchange-time seconds past a bucket end before it closes | 0.5 |
+| MDH_WS_IDLE_CLOSE | estimated exchange-time seconds past a bucket end before a quiet market closes it | 2 |
+| MDH_REST_POLL_INTERVAL | seconds between REST polls (Binance USDT-M open interest) | 5 |
+| MDH_REST_ENDPOINT_{VENUE} | REST base URL (see `mdh_lib.streaming.rest`) | the exchange's |
 """
 
 from __future__ import annotations
@@ -40,15 +50,18 @@ from rich.table import Table
 
 from mdh_lib.config import non_negative
 from mdh_lib.frames import Instrument
+from mdh_lib.streaming.clock import ExchangeClock
 from mdh_lib.streaming.connection import ConnectionSettings, Feed
 from mdh_lib.streaming.live_candles import LiveCandles
+from mdh_lib.streaming.rest import poller
 from mdh_lib.streaming.sinks import WarehouseSink
-from mdh_lib.streaming.ticks import Deduper, parse_frames
-from mdh_lib.streaming.venues import StreamingError, Venue, resolve, venue
+from mdh_lib.streaming.ticks import Deduper, parse_routed
+from mdh_lib.streaming.venues import StreamingError, Venue, resolve, venue, with_ticker_time
 from mdh_lib.timeframes import width_us
 
 log = logging.getLogger("mdh.streaming")
 LIVE_TIMEFRAMES = ("15s", "1m")
+QUIET_PROBE = 0.02  # seconds a wait for frames must last, empty, to call the market quiet
 
 
 def _env_number(name: str, default: float, env) -> float:
@@ -70,7 +83,7 @@ class StreamSettings:
     dedupe_window: int = 100_000
     close_grace: float = 0.5
     idle_close: float = 2.0
-    replay_clock: bool = False
+    rest_poll: float = 5.0
 
     @classmethod
     def from_env(cls, env=None) -> "StreamSettings":
@@ -87,30 +100,8 @@ class StreamSettings:
             max_pending=max(int(_env_number("MDH_WS_MAX_PENDING", d.max_pending, env)), 1),
             close_grace=_env_number("MDH_WS_CLOSE_GRACE", d.close_grace, env),
             idle_close=_env_number("MDH_WS_IDLE_CLOSE", d.idle_close, env),
-            replay_clock=env.get("MDH_WS_REPLAY_CLOCK", "").strip().lower() in ("1", "true", "yes"),
+            rest_poll=max(_env_number("MDH_REST_POLL_INTERVAL", d.rest_poll, env), 0.05),
         )
-
-
-class Clock:
-    """Receive time in microseconds. In replay mode, time is the latest replayed
-    local_timestamp plus the real time elapsed since it was seen, so buckets close on the
-    replay's own clock."""
-
-    def __init__(self, replay: bool):
-        self.replay = replay
-        self._seen: int | None = None
-        self._at = time.monotonic()
-
-    def observe(self, local_us: int | None) -> None:
-        if self.replay and local_us is not None and (self._seen is None or local_us > self._seen):
-            self._seen, self._at = local_us, time.monotonic()
-
-    def now_us(self) -> int | None:
-        if not self.replay:
-            return time.time_ns() // 1_000
-        if self._seen is None:
-            return None
-        return self._seen + int((time.monotonic() - self._at) * 1e6)
 
 
 @dataclass
@@ -118,63 +109,90 @@ class Counts:
     messages: int = 0
     malformed: int = 0
     ignored: int = 0
+    foreign: int = 0
     trades: int = 0
     duplicates: int = 0
     liquidations: int = 0
     ticker_updates: int = 0
+    book_updates: int = 0
+
+
+Closed = tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]  # (candles, book features) per timeframe
 
 
 class Pipeline:
-    """Frames to ticks and closed candles, with no I/O (so the benchmark times exactly this)."""
+    """Frames to ticks, closed candles and book features, with no I/O (so the benchmark times
+    exactly this)."""
 
     def __init__(self, v: Venue, instrument: Instrument, timeframes: Iterable[str] = (),
                  settings: StreamSettings | None = None):
         self.venue, self.instrument = v, instrument
         self.settings = settings or StreamSettings()
         self.counts = Counts()
-        self.clock = Clock(self.settings.replay_clock)
+        self.clock = ExchangeClock()
         self.dedupe = Deduper(self.settings.dedupe_window)
+        self._ticker_time: int | None = None
+        self._grace_us = int(self.settings.close_grace * 1e6)
+        self._idle_us = int(self.settings.idle_close * 1e6)
         timeframes = tuple(timeframes)
         self.candles = LiveCandles(
-            instrument, timeframes, close_grace_us=int(self.settings.close_grace * 1e6),
-            idle_close_us=int(self.settings.idle_close * 1e6), with_derivatives=v.exchange == "binance-futures",
-        ) if timeframes else None
+            instrument, timeframes, with_derivatives=v.exchange != "binance") if timeframes else None
 
-    def process(self, received: list[int], frames: list[str]) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
-        """New (deduplicated) ticks and the candles that closed, from frames received at
-        ``received`` (microseconds)."""
+    def process(self, received: list[int], frames: list[str]) -> tuple[pl.DataFrame, Closed]:
+        """New (deduplicated) ticks and what closed, from frames received at ``received``
+        (microseconds)."""
         c = self.counts
         c.messages += len(frames)
-        parsed, bad = parse_frames(frames, self.venue.schema)
+        parsed, bad = parse_routed(frames, received, self.venue.schemas, self.venue.route)
         for i in bad[:5]:  # a burst of garbage must not flood the log
             log.warning("malformed message skipped: %.200r", frames[i])
         if len(bad) > 5:
             log.warning("... and %d more malformed message(s) in this batch skipped", len(bad) - 5)
-        if bad:
-            skip = set(bad)
-            received = [r for i, r in enumerate(received) if i not in skip]
-        recv = pl.Series("received", received, pl.Int64)
-        local = pl.coalesce(pl.col("local_timestamp"), pl.lit(recv)) if self.settings.replay_clock else pl.lit(recv)
-        batch = self.venue.normalize(parsed.with_columns(local.alias("local_timestamp")), self.instrument)
+        batch = self.venue.normalize(parsed, self.instrument)
         if batch.malformed:
             log.warning("%d message(s) without the fields of their event skipped", batch.malformed)
+        if batch.foreign and not c.foreign:
+            log.warning("messages for %s on the %s connection rejected (counted, logged once)",
+                        batch.foreign_symbol, self.instrument.symbol)
         trades, dups = self.dedupe(batch.trades)
         c.malformed += len(bad) + batch.malformed
         c.ignored += batch.ignored
+        c.foreign += batch.foreign
         c.trades += trades.height
         c.duplicates += dups
         c.liquidations += batch.liquidations.height
         c.ticker_updates += batch.ticker.height
-        if trades.height:
-            self.clock.observe(trades["local_timestamp"].max())
+        stamped = [f.select("timestamp", "local_timestamp") for f in (trades, batch.liquidations, batch.ticker,
+                                                                        batch.book)]
+        self.clock.observe(pl.concat(stamped))
+        ticker = with_ticker_time(batch.ticker, self._ticker_time)
+        own = batch.ticker["timestamp"].max()
+        if own is not None:
+            self._ticker_time = max(own, self._ticker_time or own)
+        book = batch.book
+        if book["timestamp"].null_count():  # a venue without book times: receive time mapped to exchange time
+            offset = self.clock.offset
+            book = book.with_columns(timestamp=pl.coalesce("timestamp", pl.col("local_timestamp") - offset)).drop_nulls(
+                "timestamp") if offset is not None else book.drop_nulls("timestamp")
+        c.book_updates += book.height
         if self.candles is None:
-            return trades, {}
-        self.candles.add(trades, batch.liquidations, batch.ticker)
-        return trades, self.candles.close(self.clock.now_us())
+            return trades, ({}, {})
+        self.candles.add(trades, batch.liquidations, ticker, book)
+        return trades, self.candles.close(self._watermark_until())
 
-    def tick(self, *, final: bool = False) -> dict[str, pl.DataFrame]:
-        """Candles closed by the clock alone (a quiet market, or the stop)."""
-        return self.candles.close(self.clock.now_us(), final=final) if self.candles else {}
+    def _watermark_until(self) -> int | None:
+        w = self.clock.watermark
+        return None if w is None else w - self._grace_us
+
+    def tick(self, now_us: int, *, final: bool = False) -> Closed:
+        """What closes by the estimated exchange time: a quiet market (the caller found no
+        frame waiting), or the stop (``final``)."""
+        if self.candles is None:
+            return {}, {}
+        est = self.clock.estimate(now_us)
+        if est is None:
+            return {}, {}
+        return self.candles.close(est - (self._grace_us if final else self._idle_us))
 
 
 @dataclass
@@ -189,6 +207,7 @@ class Summary:
     stale_reconnects: int
     rotations: int
     late_trades: dict[str, int]
+    late_other: int
     written: dict[str, int]
     write_failures: dict[str, int]
 
@@ -204,10 +223,13 @@ class Summary:
         out = [("instrument", self.instrument_key), ("endpoint", self.url), ("seconds", f"{self.seconds:.1f}"),
                ("messages", f"{c.messages:,}"), ("trades", f"{c.trades:,}"),
                ("duplicates dropped", f"{c.duplicates:,}"),
-               ("malformed skipped", f"{c.malformed:,}"), ("liquidations", f"{c.liquidations:,}"),
-               ("ticker updates", f"{c.ticker_updates:,}"), ("connections", f"{self.connections}"),
+               ("malformed skipped", f"{c.malformed:,}"), ("other symbols rejected", f"{c.foreign:,}"),
+               ("liquidations", f"{c.liquidations:,}"), ("ticker updates", f"{c.ticker_updates:,}"),
+               ("book updates", f"{c.book_updates:,}"), ("connections", f"{self.connections}"),
                ("reconnects", f"{self.reconnects} ({self.stale_reconnects} stale, {self.rotations} rotations)")]
         out += [(f"late trades {tf}", f"{n:,}") for tf, n in self.late_trades.items()]
+        if self.late_trades:
+            out.append(("late other updates", f"{self.late_other:,}"))
         out += [(f"rows written {t}", f"{n:,}") for t, n in sorted(self.written.items())]
         out += [(f"rows NOT written {t}", f"{n:,}") for t, n in sorted(self.write_failures.items()) if n]
         return out
@@ -221,6 +243,7 @@ class LiveStream:
         self.settings = settings or StreamSettings.from_env()
         self.pipeline = Pipeline(v, instrument, timeframes, self.settings)
         self.url = v.url(instrument.symbol)
+        self.rest = v.rest_url()
         self.table = v.table(instrument)
         self.warehouse, self.on_candles = warehouse, on_candles
         self._ticks: list[pl.DataFrame] = []
@@ -232,21 +255,27 @@ class LiveStream:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
-    def _emit(self, sink: WarehouseSink, ticks: pl.DataFrame, candles: dict[str, pl.DataFrame]) -> None:
-        if self.ticks and ticks.height:
-            self._ticks.append(ticks)
+    def _emit(self, sink: WarehouseSink, closed: Closed) -> None:
+        """Hand closed rows to the sink as Arrow tables (immutable, so the writer thread shares
+        nothing mutable with this one); the polars frame stays on this thread for printing."""
+        candles, book = closed
+        for tf, frame in book.items():
+            sink.put(f"book_features_live_{tf}", frame.to_arrow())
         for tf, frame in candles.items():
-            sink.put(f"candles_live_{tf}", frame)
+            sink.put(f"candles_live_{tf}", frame.to_arrow())
             if self.on_candles:
                 self.on_candles(frame)
 
     def _flush(self, sink: WarehouseSink) -> None:
         if self._ticks:
-            sink.put(self.table, pl.concat(self._ticks))
+            sink.put(self.table, pl.concat(self._ticks).to_arrow())
             self._ticks = []
 
     def _process(self, sink: WarehouseSink, items: list[tuple[int, str]]) -> None:
-        self._emit(sink, *self.pipeline.process([r for r, _ in items], [f for _, f in items]))
+        ticks, closed = self.pipeline.process([r for r, _ in items], [f for _, f in items])
+        if self.ticks and ticks.height:
+            self._ticks.append(ticks)
+        self._emit(sink, closed)
 
     async def run(self, duration: float = 0) -> Summary:
         s = self.settings
@@ -265,6 +294,8 @@ class LiveStream:
         t0 = time.monotonic()
         deadline = t0 + duration if duration else None
         feed_task = asyncio.create_task(feed.run(stop))
+        poll = poller(self.venue, self.instrument, self.rest, s.rest_poll) if self.pipeline.candles else None
+        poll_task = asyncio.create_task(poll.run(stop, queue)) if poll else None
         stop_task = asyncio.create_task(stop.wait())
         last_flush = t0
         try:
@@ -287,8 +318,9 @@ class LiveStream:
                         break
                 if items:
                     self._process(sink, items)
+                elif time.monotonic() - now >= min(QUIET_PROBE, s.flush_interval) and not stop.is_set():
+                    self._emit(sink, self.pipeline.tick(time.time_ns() // 1_000))  # quiet: nothing came
                 if time.monotonic() - last_flush >= s.flush_interval or sum(map(len, self._ticks)) >= s.max_batch:
-                    self._emit(sink, pl.DataFrame(), self.pipeline.tick())
                     self._flush(sink)
                     last_flush = time.monotonic()
                 if feed_task.done():
@@ -296,15 +328,17 @@ class LiveStream:
                     break
         finally:
             stop.set()
-            await asyncio.wait({feed_task}, timeout=0.3)  # a connect in progress is not waited for
-            feed_task.cancel()
-            await asyncio.gather(feed_task, stop_task, return_exceptions=True)
+            tasks = {feed_task} | ({poll_task} if poll_task else set())
+            await asyncio.wait(tasks, timeout=0.3)  # a connect in progress is not waited for
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, stop_task, return_exceptions=True)
             items = []
             while not queue.empty():
                 items.append(queue.get_nowait())
             for i in range(0, len(items), s.max_batch):
                 self._process(sink, items[i:i + s.max_batch])
-            self._emit(sink, pl.DataFrame(), self.pipeline.tick(final=True))
+            self._emit(sink, self.pipeline.tick(time.time_ns() // 1_000, final=True))
             self._flush(sink)
             await asyncio.to_thread(sink.close)
             for sig in signals:
@@ -315,8 +349,8 @@ class LiveStream:
             venue=self.venue.exchange, instrument_key=self.instrument.instrument_key, url=self.url,
             seconds=time.monotonic() - t0, counts=self.pipeline.counts, connections=st.connections,
             reconnects=st.reconnects, stale_reconnects=st.stale, rotations=st.rotations,
-            late_trades=dict(candles.late) if candles else {}, written=dict(sink.written),
-            write_failures=dict(sink.failed),
+            late_trades=dict(candles.late) if candles else {}, late_other=candles.late_other if candles else 0,
+            written=dict(sink.written), write_failures=dict(sink.failed),
         )
 
 
@@ -324,8 +358,9 @@ def run_stream(venue_name: str, symbol: str, *, ticks: bool = True, timeframes: 
                duration: float = 0, warehouse: str | None = None, settings: StreamSettings | None = None,
                on_candles: Callable[[pl.DataFrame], None] | None = None) -> Summary:
     """Stream ``symbol`` of ``venue_name`` for ``duration`` seconds (0 = until SIGINT/SIGTERM):
-    ticks to ``ticks_{venue}_{symbol}`` when ``ticks``, candles of ``timeframes`` to
-    ``candles_live_{tf}``. StreamingError for a bad venue, symbol, timeframe or setting."""
+    ticks to ``ticks_{venue}_{symbol}`` when ``ticks``, candles and book features of
+    ``timeframes`` to ``candles_live_{tf}`` and ``book_features_live_{tf}``. StreamingError
+    for a bad venue, symbol, timeframe or setting."""
     v = venue(venue_name)
     instrument = resolve(v, symbol)
     timeframes = tuple(timeframes)

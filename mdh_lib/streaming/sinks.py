@@ -1,6 +1,8 @@
 """Warehouse writes for the live path, off the event loop.
 
-One background thread writes (`Warehouse.stream_rows`: DuckDB appends, BigQuery streaming
+It takes Arrow tables only (immutable: the event loop converts its polars frames before
+handing them over, so no mutable object is shared between the threads). One background
+thread writes (`Warehouse.stream_rows`: DuckDB appends, BigQuery streaming
 inserts), so a slow write never stalls the websocket reader. Frames queued for the same
 table while a write was running are written together. A failed write is retried with
 backoff; rows that still cannot be written are counted and logged (the stream goes on).
@@ -17,7 +19,7 @@ import threading
 import time
 from collections import Counter
 
-import polars as pl
+import pyarrow as pa
 
 from mdh_lib.warehouse import open_warehouse
 
@@ -35,8 +37,8 @@ class WarehouseSink:
         self._thread = threading.Thread(target=self._work, name="mdh-warehouse-sink", daemon=True)
         self._thread.start()
 
-    def put(self, table: str, frame: pl.DataFrame) -> None:
-        if frame.height:
+    def put(self, table: str, frame: pa.Table) -> None:
+        if frame.num_rows:
             self._queue.put((table, frame))
 
     def _work(self) -> None:
@@ -48,24 +50,24 @@ class WarehouseSink:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            pending: dict[str, list[pl.DataFrame]] = {}
+            pending: dict[str, list[pa.Table]] = {}
             for item in items:
                 if item is None:
                     done = True
                 else:
                     pending.setdefault(item[0], []).append(item[1])
             for table, frames in pending.items():
-                self._write(table, pl.concat(frames))
+                self._write(table, pa.concat_tables(frames))
 
-    def _write(self, table: str, frame: pl.DataFrame) -> None:
+    def _write(self, table: str, frame: pa.Table) -> None:
         for delay in (*_RETRIES, None):
             try:
                 self.written[table] += self.warehouse.stream_rows(table, frame)
                 return
             except Exception as exc:  # the stream must go on: retried, then counted and logged
                 if delay is None:
-                    self.failed[table] += frame.height
-                    log.error("could not write %d row(s) to %s: %s", frame.height, table, exc)
+                    self.failed[table] += frame.num_rows
+                    log.error("could not write %d row(s) to %s: %s", frame.num_rows, table, exc)
                     return
                 time.sleep(delay)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 
+import numpy as np
 import orjson
 import polars as pl
 
@@ -79,3 +80,27 @@ class Deduper:
         if self.recent.n_chunks() > 64:  # one chunk per batch otherwise
             self.recent = self.recent.rechunk()
         return kept, trades.height - kept.height
+
+
+def parse_routed(frames: list[str], received: list[int], schemas: dict[str, dict], route) -> tuple[
+        dict[str, pl.DataFrame], list[int]]:
+    """Frames grouped by ``route`` (a vectorised text test: Series of frames -> Series of
+    schema keys) and parsed with that group's schema, each row with its ``local_timestamp``
+    (from ``received``), and the indices of the frames that do not parse."""
+    rec = np.asarray(received, dtype=np.int64)
+    if len(schemas) == 1:
+        groups = {next(iter(schemas)): (np.arange(len(frames)), frames)}
+    else:
+        text = pl.Series(frames, dtype=pl.String)
+        keys = route(text)
+        groups = {}
+        for key in schemas:
+            mask = (keys == key).to_numpy()
+            groups[key] = (np.flatnonzero(mask), text.filter(mask).to_list())
+    parsed, bad_all = {}, []
+    for key, (idx, group) in groups.items():
+        rows, bad = parse_frames(group, schemas[key])
+        keep = np.delete(idx, bad)
+        parsed[key] = rows.with_columns(pl.Series("local_timestamp", rec[keep], pl.Int64))
+        bad_all += idx[bad].tolist()
+    return parsed, sorted(bad_all)

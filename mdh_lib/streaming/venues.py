@@ -1,35 +1,50 @@
-"""Per-venue websocket details: URL, subscription, message schema and Tardis-style normalisation.
+"""Per-venue websocket details: URL, subscription, message schemas and Tardis's normalisation.
 
 Plain ``websockets`` rather than cryptofeed: cryptofeed fetches symbol lists over REST at
-start-up (so it needs more from the exchange than the websocket) and parses every message
-one by one in Python, far below the 200,000 trades/s target. Here each venue only says how
-to reach its stream and how a *batch* of parsed messages (one polars frame, see
-`mdh_lib.streaming.ticks.parse_frames`) becomes rows, vectorised.
+start-up and parses every message one by one in Python, far below the 200,000 trades/s
+target. Here each venue only says how to reach its streams and how a *batch* of parsed
+messages (polars frames, see `mdh_lib.streaming.ticks.parse_frames`) becomes rows, vectorised.
 
-Venues (the Tardis exchange ids):
+Venues (the Tardis exchange ids) and streams:
 
-- ``binance`` (spot): ``/stream?streams=<symbol>@trade``.
-- ``binance-futures`` (USDT-M): ``/stream?streams=<s>@trade/<s>@forceOrder/<s>@markPrice@1s``:
-  trades, liquidations, and mark price, index price and funding rate.
-- ``deribit``: JSON-RPC ``public/subscribe`` to ``trades.<INSTRUMENT>.100ms`` (the ``raw``
-  interval needs an authorised connection; ``100ms`` carries the same trades, grouped).
+- ``binance`` (spot): ``/stream?streams=<s>@trade/<s>@depth5@100ms``.
+- ``binance-futures`` (USDT-M): ``/stream?streams=<s>@trade/<s>@forceOrder/<s>@markPrice@1s/<s>@depth5@100ms``,
+  plus open interest polled over REST (`mdh_lib.streaming.rest`), injected into the same
+  queue as ``<s>@openInterest`` frames, which is how Tardis records it.
+- ``deribit``: JSON-RPC ``public/subscribe`` to ``trades.<I>.100ms``, ``ticker.<I>.100ms`` and
+  ``book.<I>.none.10.100ms`` (``raw`` intervals need an authorised connection; ``100ms``
+  carries the same trades, grouped).
 
-Normalisation is Tardis's for its CSV datasets, so live rows equal the batch ones:
+Normalisation follows tardis-node's mappers (``src/mappers/binance.ts``, ``deribit.ts``), whose
+output the Tardis CSV datasets are, so live rows equal the batch ones:
 
 - Binance ``trade``: timestamp = ``T`` (ms -> us), id = ``t``, side = ``sell`` when ``m``
   (the buyer is the maker, so the taker sold) else ``buy``, price = ``p``, amount = ``q``.
-- Binance ``forceOrder`` -> liquidations: timestamp = ``o.T``, side = ``o.S`` lower-cased
-  (SELL: a long was liquidated), price = ``o.p``, amount = ``o.z`` (filled quantity), no id.
-- Binance ``markPriceUpdate`` -> ticker: timestamp = ``E``, mark_price = ``p``,
-  index_price = ``i``, funding_rate = ``r``. Open interest and the predicted funding rate are
-  not on these streams (null in live candles).
+  Off-book trades are dropped as Tardis drops them: ``X`` = ``INSURANCE_FUND``, ``ADL`` (and
+  ``NA``, a futures trade that did not happen on the book). Spot trades have no ``X``.
+- Binance ``forceOrder`` -> liquidations, only ``o.X`` = ``FILLED``: timestamp = ``o.T``,
+  side = ``sell`` when ``o.S`` is SELL (a long was liquidated) else ``buy``, price = ``o.ap``
+  (the average fill price, which matches the trades), amount = ``o.z`` (filled quantity), no id.
+- Binance derivative ticker (as Tardis's pending-ticker state): ``markPriceUpdate`` sets
+  mark ``p``, index ``i`` and, when ``r`` is not empty and ``T`` is not 0, funding rate ``r``;
+  ``openInterest`` frames set open interest. A row's timestamp is the latest ``E`` seen so far
+  (an open-interest row takes the last mark-price time; before any, its receive time). Tardis
+  gives no predicted funding rate for Binance (``r`` already is the rate of the coming
+  settlement, so it is ``funding_rate``): null, as in batch.
+- Binance ``depth5`` -> book_snapshot_5 rows (levels ``b``/``a`` or ``bids``/``asks``):
+  timestamp = ``T`` on futures (matching-engine time, as Tardis stamps futures book changes);
+  spot partial depth carries no time, so its rows get the receive time mapped to exchange
+  time through the measured offset (`mdh_lib.streaming.clock`).
 - Deribit trade: timestamp = ``timestamp`` (ms), id = ``trade_id``, side = ``direction``,
-  price, amount (USD contracts for inverse perpetuals, as Tardis keeps them).
+  price, amount (USD contracts for inverse perpetuals, as Tardis keeps them). A trade with a
+  ``liquidation`` field is also a liquidation: side = ``direction`` when it is ``T`` (the
+  taker was liquidated), else the opposite side (``M``, ``MT``: the maker was).
+- Deribit ``ticker``: funding rate = ``current_funding``, index, mark, open interest at the
+  running maximum of ``timestamp``. ``book``: the first 5 levels of the grouped snapshot.
 
-``local_timestamp`` is the receive time (microseconds). A replay (`mdh_lib.streaming.replay`)
-may carry the original arrival time in a top-level ``local_timestamp`` field next to the
-exchange message; it is honoured only when replay clock mode is on (MDH_WS_REPLAY_CLOCK=1),
-so a replayed day has the batch ``delay_*`` columns too. No exchange sends that field.
+Symbols: a frame for another instrument than the subscribed one (its stream or channel
+name, or the instrument field of its payload) is rejected and counted (``foreign``); fields
+the schemas do not name are ignored, so new exchange fields do not break parsing.
 
 ``MDH_WS_ENDPOINT_{VENUE}`` (VENUE upper-cased, ``-`` written ``_``) replaces the base URL
 (scheme, host, port); the venue's path and query are appended to it.
@@ -48,12 +63,14 @@ import polars as pl
 from mdh_lib.candles.derivatives import TICKER_COLUMNS
 from mdh_lib.frames import Instrument
 from mdh_lib.instruments import InstrumentError, InstrumentKey
-from mdh_lib.schemas import RAW_SCHEMAS
+from mdh_lib.schemas import BOOK_COLUMNS, BOOK_LEVELS, RAW_SCHEMAS
 
 TRADE_NAMES = RAW_SCHEMAS["trades"].names
-TICKER_SCHEMA = {"timestamp": pl.Int64, **{c: pl.Float64 for c in TICKER_COLUMNS}}
+TICKER_SCHEMA = {"timestamp": pl.Int64, "local_timestamp": pl.Int64, **{c: pl.Float64 for c in TICKER_COLUMNS}}
+BOOK_SCHEMA = {"timestamp": pl.Int64, "local_timestamp": pl.Int64, **{c: pl.Float64 for c in BOOK_COLUMNS}}
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "EUR", "BTC", "ETH", "BNB")
 _PAIR = re.compile(r"[A-Z0-9]{2,12}-[A-Z0-9]{2,12}")
+OFF_BOOK = ["INSURANCE_FUND", "ADL", "NA"]
 
 
 class StreamingError(ValueError):
@@ -63,14 +80,20 @@ class StreamingError(ValueError):
 @dataclass(frozen=True)
 class Batch:
     """The rows of one batch of messages: trades and liquidations in the raw trades schema,
-    ticker updates (``timestamp`` + TICKER_COLUMNS), and how many messages were malformed
-    (parsed as JSON but missing what the event needs) or ignored (acks, other events)."""
+    ticker updates (TICKER_SCHEMA; ``timestamp`` null on rows that carry no time of their
+    own, see `with_ticker_time`), book snapshots (BOOK_SCHEMA; ``timestamp`` null when the
+    venue sends none), and how many messages were malformed (parsed as JSON but missing
+    what the event needs), ignored (acks, other events, off-book trades) or foreign (another
+    instrument)."""
 
     trades: pl.DataFrame
     liquidations: pl.DataFrame
     ticker: pl.DataFrame
-    malformed: int
-    ignored: int
+    book: pl.DataFrame
+    malformed: int = 0
+    ignored: int = 0
+    foreign: int = 0
+    foreign_symbol: str | None = None
 
 
 def empty_trades() -> pl.DataFrame:
@@ -80,6 +103,10 @@ def empty_trades() -> pl.DataFrame:
 
 def empty_ticker() -> pl.DataFrame:
     return pl.DataFrame(schema=TICKER_SCHEMA)
+
+
+def empty_book() -> pl.DataFrame:
+    return pl.DataFrame(schema=BOOK_SCHEMA)
 
 
 def _ms(col: pl.Expr) -> pl.Expr:
@@ -92,21 +119,49 @@ def _rows(frame: pl.DataFrame, instrument: Instrument, **cols: pl.Expr) -> pl.Da
         [pl.col(c).cast(t) for c, t in empty_trades().schema.items()])
 
 
+def _book(frame: pl.DataFrame, timestamp: pl.Expr, bids: str, asks: str) -> pl.DataFrame:
+    """book_snapshot_5 rows from level lists ``[[price, amount], ...]`` (best first)."""
+    def level(side: str, i: int, field: int) -> pl.Expr:
+        return pl.col(side).list.get(i, null_on_oob=True).list.get(field, null_on_oob=True).cast(pl.Float64)
+
+    names = {"asks": asks, "bids": bids}
+    return frame.select(timestamp.alias("timestamp"), pl.col("local_timestamp"), *(
+        level(names[c.split("[")[0]], int(c[5]), 0 if c.endswith("price") else 1).alias(c) for c in BOOK_COLUMNS))
+
+
+def _ticker(frame: pl.DataFrame, timestamp: pl.Expr, **values: pl.Expr) -> pl.DataFrame:
+    cols = {c: values.get(c, pl.lit(None, pl.Float64)).cast(pl.Float64) for c in TICKER_COLUMNS}
+    return frame.select(timestamp=timestamp.cast(pl.Int64), local_timestamp=pl.col("local_timestamp"), **cols)
+
+
+def with_ticker_time(ticker: pl.DataFrame, last: int | None) -> pl.DataFrame:
+    """Tardis's ticker time: the running maximum of the update times seen so far (``last``
+    before this batch), the receive time before any."""
+    running = pl.max_horizontal(pl.col("timestamp").cum_max().forward_fill(), pl.lit(last, pl.Int64))
+    return ticker.with_columns(timestamp=pl.coalesce(running, pl.col("local_timestamp")))
+
+
 @dataclass(frozen=True)
 class Venue:
     exchange: str  # Tardis exchange id
     instrument_type: str
     default_base: str
-    schema: dict  # polars schema of one message (unknown fields are ignored)
+    schemas: dict[str, dict]  # route -> polars schema of its messages (unknown fields are ignored)
+    route: Callable[[pl.Series], pl.Series]  # raw frames -> the key of each one's schema (a text test)
     path: Callable[[str], str]  # exchange symbol -> path and query
     subscribe: Callable[[str], list[str]]  # exchange symbol -> messages sent after connecting
-    normalize: Callable[[pl.DataFrame, Instrument], Batch]  # parsed batch (+ local_timestamp) -> rows
+    normalize: Callable[[dict[str, pl.DataFrame], Instrument], Batch]  # parsed frames per route -> rows
     exchange_symbol: Callable[[str, str], str]  # (base, quote) -> exchange symbol
     pair: Callable[[str], tuple[str, str] | None]  # exchange symbol -> (base, quote)
+    rest_base: str | None = None  # REST API base for polled data and gap fills (None: not used)
 
     @property
     def env(self) -> str:
         return "MDH_WS_ENDPOINT_" + self.exchange.upper().replace("-", "_")
+
+    @property
+    def rest_env(self) -> str:
+        return "MDH_REST_ENDPOINT_" + self.exchange.upper().replace("-", "_")
 
     def url(self, symbol: str) -> str:
         """The stream URL: MDH_WS_ENDPOINT_{VENUE} (else the public host) plus the path."""
@@ -115,48 +170,112 @@ class Venue:
             raise StreamingError(f"{self.env}={base!r} is not a websocket URL (ws://host:port or wss://host)")
         return base.rstrip("/") + self.path(symbol)
 
+    def rest_url(self) -> str | None:
+        """MDH_REST_ENDPOINT_{VENUE}, else the public REST host unless the websocket endpoint is
+        redirected (a redirected stream asks nothing else of the exchange); None: no REST."""
+        base = os.environ.get(self.rest_env) or (None if os.environ.get(self.env) else self.rest_base)
+        if base is not None and not re.match(r"https?://[^/\s]+", base):
+            raise StreamingError(f"{self.rest_env}={base!r} is not an HTTP URL (http://host:port or https://host)")
+        return base.rstrip("/") if base else None
+
     def table(self, instrument: Instrument) -> str:
         """``ticks_{venue}_{symbol}`` as a plain identifier, e.g. ``ticks_binance_futures_btcusdt``."""
         return re.sub(r"[^a-z0-9]+", "_", f"ticks_{self.exchange}_{instrument.symbol}".lower()).strip("_")
 
 
+def _count_foreign(frame: pl.DataFrame, foreign: pl.Expr, names: pl.Expr) -> tuple[int, str | None]:
+    hit = frame.filter(foreign)
+    return hit.height, (hit.select(names.first()).item() if hit.height else None)
+
+
 # --- Binance (spot and USDT-M futures): combined streams {"stream": ..., "data": {...}} ----------
 
-_BINANCE_SCHEMA = {
-    "local_timestamp": pl.Int64,
-    "data": pl.Struct({
-        "e": pl.String, "E": pl.Int64, "t": pl.Int64, "p": pl.String, "q": pl.String, "T": pl.Int64,
-        "m": pl.Boolean, "i": pl.String, "r": pl.String,
-        "o": pl.Struct({"S": pl.String, "p": pl.String, "z": pl.String, "T": pl.Int64}),
-    }),
+_LEVELS = pl.List(pl.List(pl.String))
+# Book frames get their own schema: parsing nested level lists costs, trades need none of it.
+_BINANCE_SCHEMAS = {
+    "events": {"stream": pl.String, "data": pl.Struct({
+        "e": pl.String, "E": pl.Int64, "T": pl.Int64, "s": pl.String, "t": pl.Int64, "p": pl.String, "q": pl.String,
+        "m": pl.Boolean, "X": pl.String, "i": pl.String, "r": pl.String,
+        "o": pl.Struct({"s": pl.String, "S": pl.String, "X": pl.String, "ap": pl.String, "z": pl.String,
+                        "T": pl.Int64}),
+        "symbol": pl.String, "openInterest": pl.String,
+    })},
+    "depth": {"stream": pl.String, "data": pl.Struct({
+        "E": pl.Int64, "T": pl.Int64, "s": pl.String, "b": _LEVELS, "a": _LEVELS, "bids": _LEVELS, "asks": _LEVELS,
+    })},
 }
+
+
+def _binance_route(frames: pl.Series) -> pl.Series:
+    return pl.select(pl.when(frames.str.contains("@depth", literal=True)).then(pl.lit("depth"))
+                     .otherwise(pl.lit("events"))).to_series()
 
 
 def _num(name: str) -> pl.Expr:
     return pl.col(name).cast(pl.Float64, strict=False)
 
 
-def _binance_normalize(parsed: pl.DataFrame, instrument: Instrument) -> Batch:
-    d = parsed.select("local_timestamp", pl.col("data").struct.unnest())
-    trade = d.filter(pl.col("e") == "trade").with_columns(price=_num("p"), amount=_num("q"))
+def _binance_own(frame: pl.DataFrame, instrument: Instrument, *names: str) -> tuple[pl.DataFrame, int, str | None]:
+    """The frames of the subscribed symbol (by stream name and payload symbol fields), unnested,
+    plus how many were for another symbol and one such symbol."""
+    d = frame.select(pl.exclude("data"), pl.col("data").struct.unnest())
+    stream = pl.col("stream").fill_null("")
+    named = pl.coalesce([pl.col(n) for n in names])
+    foreign = (stream != "") & (~stream.str.starts_with(instrument.symbol.lower() + "@") | (
+        named.is_not_null() & (named != instrument.symbol)))
+    n_foreign, foreign_symbol = _count_foreign(d, foreign, pl.coalesce(named, stream))
+    return d.filter(~foreign), n_foreign, foreign_symbol
+
+
+def _binance_normalize(parsed: dict[str, pl.DataFrame], instrument: Instrument) -> Batch:
+    d, n_foreign, foreign_symbol = _binance_own(
+        parsed["events"].with_columns(o_s=pl.col("data").struct.field("o").struct.field("s")), instrument,
+        "s", "o_s", "symbol")
+    depth, n, symbol = _binance_own(parsed["depth"], instrument, "s")
+    n_foreign, foreign_symbol = n_foreign + n, foreign_symbol or symbol
+    stream = pl.col("stream").fill_null("")
+    kind = (pl.when(stream.str.ends_with("@trade")).then(pl.lit("trade"))
+            .when(stream.str.ends_with("@forceOrder")).then(pl.lit("force"))
+            .when(stream.str.contains("@markPrice", literal=True)).then(pl.lit("mark"))
+            .when(stream.str.ends_with("@openInterest")).then(pl.lit("oi")))
+    d = d.with_columns(kind=kind)
+
+    trade = d.filter((pl.col("kind") == "trade") & ~pl.col("X").is_in(OFF_BOOK).fill_null(False)).with_columns(
+        price=_num("p"), amount=_num("q"))
+    off_book = d.filter(pl.col("kind") == "trade").height - trade.height
     ok = pl.all_horizontal(pl.col("t", "T", "m", "price", "amount").is_not_null())
     trades = _rows(trade.filter(ok), instrument, timestamp=_ms(pl.col("T")), local_timestamp=pl.col("local_timestamp"),
                    id=pl.col("t").cast(pl.String),
                    side=pl.when(pl.col("m")).then(pl.lit("sell")).otherwise(pl.lit("buy")),
                    price="price", amount="amount")
-    force = d.filter(pl.col("e") == "forceOrder").select("local_timestamp", pl.col("o").struct.unnest()).with_columns(
-        price=_num("p"), amount=_num("z"))
+
+    force = d.filter(pl.col("kind") == "force").select("local_timestamp", pl.col("o").struct.unnest())
+    filled = force.filter(pl.col("X") == "FILLED").with_columns(price=_num("ap"), amount=_num("z"))
     ok = pl.all_horizontal(pl.col("T", "price", "amount").is_not_null()) & pl.col("S").is_in(["BUY", "SELL"])
-    liquidations = _rows(force.filter(ok), instrument, timestamp=_ms(pl.col("T")),
+    liquidations = _rows(filled.filter(ok), instrument, timestamp=_ms(pl.col("T")),
                          local_timestamp=pl.col("local_timestamp"), id=pl.lit(None, pl.String),
-                         side=pl.col("S").str.to_lowercase(), price="price", amount="amount")
-    mark = d.filter(pl.col("e") == "markPriceUpdate").with_columns(mark_price=_num("p"))
-    ticker = mark.filter(pl.col("E").is_not_null() & pl.col("mark_price").is_not_null()).select(
-        timestamp=_ms(pl.col("E")), funding_rate=_num("r"), predicted_funding_rate=pl.lit(None, pl.Float64),
-        open_interest=pl.lit(None, pl.Float64), mark_price="mark_price", index_price=_num("i"))
-    known = trade.height + force.height + mark.height
-    malformed = known - trades.height - liquidations.height - ticker.height
-    return Batch(trades, liquidations, ticker, malformed, d.height - known)
+                         side=pl.when(pl.col("S") == "SELL").then(pl.lit("sell")).otherwise(pl.lit("buy")),
+                         price="price", amount="amount")
+
+    is_mark, is_oi = pl.col("kind") == "mark", pl.col("kind") == "oi"
+    tick = d.filter(is_mark | is_oi)
+    ok = (is_mark & pl.col("E").is_not_null() & _num("p").is_not_null()) | (is_oi & _num("openInterest").is_not_null())
+    funding = is_mark & pl.col("r").is_not_null() & (pl.col("r") != "") & (pl.col("T").fill_null(1) != 0)
+    ticker = _ticker(tick.filter(ok), pl.when(is_mark).then(_ms(pl.col("E"))),
+                     mark_price=pl.when(is_mark).then(_num("p")), index_price=pl.when(is_mark).then(_num("i")),
+                     funding_rate=pl.when(funding).then(_num("r")),
+                     open_interest=pl.when(is_oi).then(_num("openInterest")))
+
+    depth = depth.filter(pl.col("stream").str.contains("@depth", literal=True)).with_columns(
+        bid_levels=pl.coalesce("b", "bids"), ask_levels=pl.coalesce("a", "asks"))
+    ok = pl.col("bid_levels").is_not_null() & pl.col("ask_levels").is_not_null()
+    book = _book(depth.filter(ok), _ms(pl.col("T")), "bid_levels", "ask_levels")
+
+    not_filled = force.height - filled.height
+    malformed = (trade.height - trades.height) + (filled.height - liquidations.height) + (
+        tick.height - ticker.height) + (depth.height - book.height)
+    ignored = d.height - trade.height - force.height - tick.height + not_filled
+    return Batch(trades, liquidations, ticker, book, malformed, ignored, n_foreign, foreign_symbol)
 
 
 def _binance_pair(symbol: str) -> tuple[str, str] | None:
@@ -166,43 +285,84 @@ def _binance_pair(symbol: str) -> tuple[str, str] | None:
     return (symbol[: -len(quote)], quote) if quote else None
 
 
-def _binance(exchange: str, kind: str, base: str, streams: tuple[str, ...]) -> Venue:
+def _binance(exchange: str, kind: str, base: str, streams: tuple[str, ...], rest_base: str | None) -> Venue:
     return Venue(
-        exchange=exchange, instrument_type=kind, default_base=base, schema=_BINANCE_SCHEMA,
+        exchange=exchange, instrument_type=kind, default_base=base, schemas=_BINANCE_SCHEMAS,
+        route=_binance_route,
         path=lambda s: "/stream?streams=" + "/".join(f"{s.lower()}@{name}" for name in streams),
         subscribe=lambda s: [], normalize=_binance_normalize,
-        exchange_symbol=lambda b, q: f"{b}{q}", pair=_binance_pair,
+        exchange_symbol=lambda b, q: f"{b}{q}", pair=_binance_pair, rest_base=rest_base,
     )
 
 
-# --- Deribit: JSON-RPC; subscription notifications carry a list of trades ----------------------
+# --- Deribit: JSON-RPC notifications; trades come as a list, ticker and book as an object -------
 
-_DERIBIT_SCHEMA = {
-    "local_timestamp": pl.Int64,
-    "method": pl.String,
-    "params": pl.Struct({
-        "channel": pl.String,
-        "data": pl.List(pl.Struct({"trade_id": pl.String, "timestamp": pl.Int64, "price": pl.Float64,
-                                   "amount": pl.Float64, "direction": pl.String})),
-    }),
+_DERIBIT_TRADE = pl.Struct({"trade_id": pl.String, "timestamp": pl.Int64, "price": pl.Float64, "amount": pl.Float64,
+                            "direction": pl.String, "instrument_name": pl.String, "liquidation": pl.String})
+_DERIBIT_OBJECT = pl.Struct({
+    "timestamp": pl.Int64, "instrument_name": pl.String, "open_interest": pl.Float64, "mark_price": pl.Float64,
+    "index_price": pl.Float64, "current_funding": pl.Float64,
+    "bids": pl.List(pl.List(pl.Float64)), "asks": pl.List(pl.List(pl.Float64)),
+})
+_DERIBIT_SCHEMAS = {
+    kind: {"method": pl.String, "params": pl.Struct({"channel": pl.String, "data": data})}
+    for kind, data in (("trades", pl.List(_DERIBIT_TRADE)), ("object", _DERIBIT_OBJECT))
 }
+_TRADES_CHANNEL = r'"channel"\s*:\s*"trades\.'
 
 
-def _deribit_normalize(parsed: pl.DataFrame, instrument: Instrument) -> Batch:
-    notes = parsed.filter(pl.col("method") == "subscription")
-    data = notes.select("local_timestamp", pl.col("params").struct.field("channel"),
-                        pl.col("params").struct.field("data"))
-    trades_msgs = data.filter(pl.col("channel").str.starts_with("trades."))
+def _deribit_route(frames: pl.Series) -> pl.Series:
+    return pl.select(pl.when(frames.str.contains(_TRADES_CHANNEL)).then(pl.lit("trades"))
+                     .otherwise(pl.lit("object"))).to_series()
+
+
+def _deribit_normalize(parsed: dict[str, pl.DataFrame], instrument: Instrument) -> Batch:
+    def notes(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.filter(pl.col("method") == "subscription").select(
+            "local_timestamp", pl.col("params").struct.field("channel"), pl.col("params").struct.field("data"))
+
+    sym = instrument.symbol
+    channel_foreign = pl.col("channel").str.split(".").list.get(1, null_on_oob=True) != sym
+    trades_msgs, objects = notes(parsed["trades"]), notes(parsed["object"])
+    n_foreign, foreign_symbol = 0, None
+    for frame in (trades_msgs, objects):
+        n, s = _count_foreign(frame, channel_foreign, pl.col("channel"))
+        n_foreign, foreign_symbol = n_foreign + n, foreign_symbol or s
+    trades_msgs = trades_msgs.filter(~channel_foreign & pl.col("channel").str.starts_with("trades."))
     bad_msgs = trades_msgs.filter(pl.col("data").is_null()).height
     rows = trades_msgs.drop_nulls("data").explode("data").drop_nulls("data").select(
         "local_timestamp", pl.col("data").struct.unnest())
+    rows_foreign = rows.filter(pl.col("instrument_name").is_not_null() & (pl.col("instrument_name") != sym)).height
+    rows = rows.filter(pl.col("instrument_name").is_null() | (pl.col("instrument_name") == sym))
     ok = pl.all_horizontal(pl.col("trade_id", "timestamp", "price", "amount").is_not_null()) & pl.col(
         "direction").is_in(["buy", "sell"])
-    trades = _rows(rows.filter(ok), instrument, timestamp=_ms(pl.col("timestamp")),
-                   local_timestamp=pl.col("local_timestamp"), id=pl.col("trade_id"), side=pl.col("direction"),
-                   price=pl.col("price"), amount=pl.col("amount"))
-    malformed = bad_msgs + rows.height - trades.height
-    return Batch(trades, empty_trades(), empty_ticker(), malformed, parsed.height - trades_msgs.height)
+    good = rows.filter(ok)
+    trades = _rows(good, instrument, timestamp=_ms(pl.col("timestamp")), local_timestamp=pl.col("local_timestamp"),
+                   id=pl.col("trade_id"), side=pl.col("direction"), price=pl.col("price"), amount=pl.col("amount"))
+    liq = good.filter(pl.col("liquidation").is_not_null())
+    opposite = pl.when(pl.col("direction") == "buy").then(pl.lit("sell")).otherwise(pl.lit("buy"))
+    liquidations = _rows(liq, instrument, timestamp=_ms(pl.col("timestamp")), local_timestamp=pl.col("local_timestamp"),
+                         id=pl.col("trade_id"),
+                         side=pl.when(pl.col("liquidation") == "T").then(pl.col("direction")).otherwise(opposite),
+                         price=pl.col("price"), amount=pl.col("amount"))
+
+    objects = objects.filter(~channel_foreign).select("local_timestamp", "channel", pl.col("data").struct.unnest())
+    objects_foreign = objects.filter(pl.col("instrument_name").is_not_null() & (pl.col("instrument_name") != sym))
+    objects = objects.filter(pl.col("instrument_name").is_null() | (pl.col("instrument_name") == sym))
+    tick = objects.filter(pl.col("channel").str.starts_with("ticker."))
+    ok = pl.col("timestamp").is_not_null() & pl.col("mark_price").is_not_null()
+    ticker = _ticker(tick.filter(ok), _ms(pl.col("timestamp")), funding_rate=pl.col("current_funding"),
+                     open_interest=pl.col("open_interest"), mark_price=pl.col("mark_price"),
+                     index_price=pl.col("index_price"))
+    books = objects.filter(pl.col("channel").str.starts_with("book."))
+    ok = pl.col("timestamp").is_not_null() & pl.col("bids").is_not_null() & pl.col("asks").is_not_null()
+    book = _book(books.filter(ok), _ms(pl.col("timestamp")), "bids", "asks")
+
+    malformed = bad_msgs + rows.height - trades.height + tick.height - ticker.height + books.height - book.height
+    known = trades_msgs.height + tick.height + books.height + objects_foreign.height
+    ignored = parsed["trades"].height + parsed["object"].height - known - n_foreign
+    return Batch(trades, liquidations, ticker, book, malformed, ignored,
+                 n_foreign + rows_foreign + objects_foreign.height, foreign_symbol)
 
 
 def _deribit_symbol(base: str, quote: str) -> str:
@@ -215,18 +375,21 @@ def _deribit_pair(symbol: str) -> tuple[str, str] | None:
 
 
 def _deribit_subscribe(symbol: str) -> list[str]:
+    channels = [f"trades.{symbol}.100ms", f"ticker.{symbol}.100ms", f"book.{symbol}.none.10.100ms"]
     return [orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "public/subscribe",
-                          "params": {"channels": [f"trades.{symbol}.100ms"]}}).decode()]
+                          "params": {"channels": channels}}).decode()]
 
 
 VENUES: dict[str, Venue] = {
-    "binance": _binance("binance", "SPOT_PAIR", "wss://stream.binance.com:9443", ("trade",)),
+    "binance": _binance("binance", "SPOT_PAIR", "wss://stream.binance.com:9443", ("trade", "depth5@100ms"),
+                        "https://api.binance.com"),
     "binance-futures": _binance("binance-futures", "PERPETUAL", "wss://fstream.binance.com",
-                                ("trade", "forceOrder", "markPrice@1s")),
+                                ("trade", "forceOrder", "markPrice@1s", "depth5@100ms"), "https://fapi.binance.com"),
     "deribit": Venue(
         exchange="deribit", instrument_type="PERPETUAL", default_base="wss://www.deribit.com",
-        schema=_DERIBIT_SCHEMA, path=lambda s: "/ws/api/v2", subscribe=_deribit_subscribe,
+        schemas=_DERIBIT_SCHEMAS, route=_deribit_route, path=lambda s: "/ws/api/v2", subscribe=_deribit_subscribe,
         normalize=_deribit_normalize, exchange_symbol=_deribit_symbol, pair=_deribit_pair,
+        rest_base="https://www.deribit.com",
     ),
 }
 
