@@ -44,7 +44,8 @@ from mdh_lib.timeframes import DAY_US, day_start_us
 
 Key = InstrumentKey | str
 TS = pl.col("timestamp")
-# What each "as of" data type's features read.
+# What the candles read of each event data type, and the features of each "as of" one.
+EVENT_COLUMNS = {"trades": TRADE_COLUMNS, "liquidations": ["timestamp", "side", "amount"]}
 AS_OF_COLUMNS = {
     "derivative_ticker": ["timestamp", *TICKER_COLUMNS],
     "book_snapshot_5": ["timestamp", *BOOK_COLUMNS],
@@ -227,9 +228,6 @@ def _merged(chunks: Iterator[pl.DataFrame], before: pl.DataFrame, after: pl.Data
         before, after = before.filter(TS > last), after.filter(TS >= last)
         yield _sorted([take_before, chunk, take_after])
     yield _sorted([before, after])
-
-
-EVENT_COLUMNS = {"trades": TRADE_COLUMNS, "liquidations": ["timestamp", "side", "amount"]}
 
 
 def candle_inputs(catalog: Catalog, date: dt.date, key: Key,
