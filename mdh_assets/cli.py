@@ -9,7 +9,9 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -19,6 +21,7 @@ from rich.table import Table
 
 from mdh_lib.config import load_settings
 from mdh_lib.instruments import INSTRUMENT_TYPES, RAW_DATA_TYPES
+from mdh_lib.processes import SlotWaitTimeout
 from mdh_lib.timeframes import TIMEFRAMES
 
 # Piped output (CI logs, `| less`) gets a width that fits the summary tables.
@@ -73,10 +76,14 @@ def _filters(args):
     )
 
 
-def _runtime():
+def _runtime(args):
+    """The command's runtime; says what it recovered from crashed runs, one line each."""
     from mdh_assets.pipeline import Runtime
 
-    return Runtime(load_settings())
+    rt = Runtime(load_settings(), command=args.command, say=lambda line: err.print(line, highlight=False, markup=False))
+    for line in rt.recovered:
+        err.print(line, highlight=False, markup=False)
+    return rt
 
 
 def _fail_lines(outcomes) -> int:
@@ -90,7 +97,7 @@ def _fail_lines(outcomes) -> int:
 def cmd_instruments(args) -> int:
     from mdh_assets.pipeline import ensure_instruments
 
-    rt, dates = _runtime(), _dates(args)
+    rt, dates = _runtime(args), _dates(args)
     outcomes = ensure_instruments(rt, dates, force=True)
     table = Table(title="Instrument definitions")
     for col in ("date", "instruments", "by type"):
@@ -139,7 +146,7 @@ def _report_rows(rt, dates, filters):
 
 
 def cmd_missing_tick_reports(args) -> int:
-    rt, dates = _runtime(), _dates(args)
+    rt, dates = _runtime(args), _dates(args)
     rows, failures = _report_rows(rt, dates, _filters(args))
     if args.format == "json":
         print(json.dumps([{**r, "date": r["date"].isoformat()} for r in rows], indent=2))
@@ -182,11 +189,18 @@ def _run_all(rt, groups, verb: str) -> list:
 
 
 def _download(rt, dates, filters, force: bool) -> tuple[list, list]:
-    from mdh_assets.pipeline import download_targets, refresh_reports, run_groups
+    from mdh_assets.pipeline import download_targets, refresh_reports, run_groups, unwritten
+    from mdh_assets.runs import RunOutcome
 
     expected, failures = _checked(rt, dates, filters)
-    outcomes = _run_all(rt, run_groups(download_targets(rt, expected, filters, force)), "ingesting")
+    targets = download_targets(rt, expected, filters, force)
+    outcomes = _run_all(rt, run_groups(targets), "ingesting")
     refresh_reports(rt, dates)
+    left = unwritten(rt, targets) if all(o.success for o in outcomes) else []
+    if left:  # never exit 0 with a requested partition unwritten
+        first = left[0]
+        failures.append(RunOutcome("", [], False, [f"{len(left)} requested partitions are still not written, first "
+                                                   f"{first.data_type} {first.date} {first.key}"]))
     return outcomes, failures
 
 
@@ -228,7 +242,7 @@ def _summary(title: str, outcomes, seconds: float) -> None:
 
 
 def cmd_download(args) -> int:
-    rt, dates, filters = _runtime(), _dates(args), _filters(args)
+    rt, dates, filters = _runtime(args), _dates(args), _filters(args)
     t0 = time.monotonic()
     outcomes, failures = _download(rt, dates, filters, args.force)
     _summary("Download summary", outcomes, time.monotonic() - t0)
@@ -245,7 +259,7 @@ def _timeframes(args) -> tuple[str, ...]:
 
 def _processing_command(step: str, title: str):
     def command(args) -> int:
-        rt, dates, filters, tfs = _runtime(), _dates(args), _filters(args), _timeframes(args)
+        rt, dates, filters, tfs = _runtime(args), _dates(args), _filters(args), _timeframes(args)
         t0 = time.monotonic()
         outcomes, failures = _process(rt, dates, filters, step, tfs)
         _summary(title, outcomes, time.monotonic() - t0)
@@ -350,7 +364,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; SIGINT and SIGTERM both stop it (even one started in the background,
+    where SIGINT is ignored), the handlers before it are restored after."""
+    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    before = {sig: signal.signal(sig, _interrupt) for sig in signals}
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
@@ -360,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("mdh: interrupted", highlight=False)
         return 130
+    except SlotWaitTimeout as exc:
+        err.print(f"mdh: {exc}", highlight=False, markup=False)
+        return 1
     except Exception as exc:  # the last resort: one line, never a traceback (MDH_DEBUG=1 shows it)
         if os.environ.get("MDH_DEBUG"):
             raise

@@ -6,6 +6,8 @@ Used by the CLI (and the demo); each step materializes assets in the persistent 
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -17,8 +19,9 @@ from mdh_assets.instruments.assets import KEY as INSTRUMENTS
 from mdh_assets.partitions import RAW_PARTITIONS, partition_key
 from mdh_assets.reports.assets import REPORT
 from mdh_assets.reports.status import REPORTED, status_table
+from mdh_assets.recovery import PoolGate, abandon, in_worker, recover
 from mdh_assets.resources import build_resources
-from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materialize
+from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materialize, pools
 from mdh_lib.config import Settings, bypass_proxy_for_local
 from mdh_lib.definitions import Expected, expected_partitions
 from mdh_lib.instruments import InstrumentKey
@@ -64,13 +67,25 @@ def _names(e: Expected) -> set[str]:
     return {e.key, e.source_symbol.upper(), key.symbol, key.base}
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 @dataclass
 class Runtime:
+    """What a batch command works with. Opening it first recovers what crashed runs left
+    (`mdh_assets.recovery.recover`; the lines are in ``recovered``); every run then waits
+    for its pools' slots (`PoolGate`)."""
+
     settings: Settings
+    command: str = "cli"
+    say: Callable[[str], None] = _stderr
     instance: dg.DagsterInstance = field(init=False)
     resources: dict = field(init=False)
     storage: Storage = field(init=False)
     catalog: Catalog = field(init=False)
+    gate: PoolGate = field(init=False)
+    recovered: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         bypass_proxy_for_local(self.settings.datasets_endpoint, self.settings.api_endpoint)
@@ -78,11 +93,19 @@ class Runtime:
         self.resources = build_resources(self.settings)
         self.storage = self.resources["storage"].storage
         self.catalog = Catalog(self.storage)
+        self.recovered = recover(self.instance, self.storage)
+        self.gate = PoolGate(self.instance, self.settings.dagster_home, self.settings.slot_wait, self.say)
 
     def run(self, selection: list[dg.AssetKey], partition: str, last: str | None = None) -> RunOutcome:
         """One run of ``selection`` for ``partition`` (or the range ``partition``..``last``)."""
-        return materialize(ASSETS, selection, partition, instance=self.instance, resources=self.resources,
-                           last_key=last)
+        def stopped() -> None:
+            for name in abandon(self.instance, "interrupted (SIGINT or SIGTERM)"):
+                self.say(f"{name} marked failed: interrupted")
+
+        with self.gate.hold(pools(ASSETS, selection)):
+            return in_worker(lambda: materialize(ASSETS, selection, partition, instance=self.instance,
+                                                 resources=self.resources, last_key=last, command=self.command),
+                             stopped)
 
 
 def _daily_runs(rt: Runtime, asset: dg.AssetKey, dates: list[dt.date]) -> list[RunOutcome]:
@@ -113,13 +136,30 @@ def refresh_reports(rt: Runtime, dates: list[dt.date]) -> tuple[pa.Table | None,
 
 def download_targets(rt: Runtime, expected: list[Expected], filters: Filters, force: bool) -> list[Expected]:
     """What `mdh download` fetches: the missing and failed partitions (the report's
-    statuses, read from the instance), or with ``force`` every expected partition."""
+    statuses, read from the instance), or with ``force`` every expected partition. Partitions
+    that a live run is writing are waited for first (`PoolGate.until`): if that run fails
+    they are fetched here, so the command never ends with one of them unwritten."""
     wanted = [e for e in expected if filters.keep(e)]
     if force:
         return wanted
-    rows = status_table(rt.instance, wanted, retention_cutoff(rt.settings.raw_retention_days)).to_pylist()
+    cutoff = retention_cutoff(rt.settings.raw_retention_days)
+
+    def settled() -> tuple[list[dict]] | None:
+        """The statuses once no partition is in progress (in a tuple: true even when empty)."""
+        rows = status_table(rt.instance, wanted, cutoff).to_pylist()
+        return None if any(r["status"] == "in_progress" for r in rows) else (rows,)
+
+    found = settled() or rt.gate.until(settled, lambda: f"partitions being written by {rt.gate.running()}", poll=2.0)
+    rows = found[0]
     todo = {(r["date"], r["data_type"], r["instrument_key"]) for r in rows if r["status"] in REPORTED}
     return [e for e in wanted if (e.date, e.data_type, e.key) in todo]
+
+
+def unwritten(rt: Runtime, targets: list[Expected]) -> list[Expected]:
+    """The targets that are still not materialized."""
+    rows = status_table(rt.instance, targets).to_pylist()
+    left = {(r["date"], r["data_type"], r["instrument_key"]) for r in rows if r["status"] != "materialized"}
+    return [e for e in targets if (e.date, e.data_type, e.key) in left]
 
 
 Group = tuple[str, str, list[dg.AssetKey]]  # (first partition, last partition, assets): one run

@@ -10,31 +10,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from mdh_assets.recovery import owner_tags
 from mdh_lib.config import Settings
+
+# Dagster's run tags for a run over a range of partitions (what a backfill launches).
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 # The CLI prints one line per failure itself; Dagster's console logs (with tracebacks) stay
 # in the instance's event log, where the UI shows them.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-# Every Dagster pool defaults to one step at a time (`dagster instance concurrency set` changes
-# one): `tardis` (one raw download step at a time, each with at most 20 files in flight) and
-# `warehouse_{family}` (loads into one table never overlap). Runs that the daemon or the UI
-# launch honour pools; the CLI runs its steps one after another in its own process.
-INSTANCE_YAML = """telemetry:
+# The instance's dagster.yaml, written on first use (and rewritten while it carries the
+# marker line). Pools count per run (`mdh_assets.recovery`), one run at a time by default
+# (`dagster instance concurrency set` changes one): `tardis` (one raw download run at a
+# time, each with at most 20 files in flight) and `warehouse_{family}` (loads into one table
+# never overlap). Run monitoring lets the daemon fail runs that never start or never finish
+# cancelling; runs that `mdh` started are recovered by the next `mdh` command.
+MARKER = "# written by mdh: it rewrites this file while this line is here\n"
+INSTANCE_YAML = MARKER + """telemetry:
   enabled: false
 concurrency:
   pools:
+    granularity: run
     default_limit: 1
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
 """
+# What earlier versions wrote, without the marker: replaced too.
+_EARLIER_YAML = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
     """The persistent instance under DAGSTER_HOME (default ./.mdh/dagster)."""
     home = Path(settings.dagster_home).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    config = home / "dagster.yaml"
+    current = config.read_text() if config.exists() else None
+    if current is None or (current != INSTANCE_YAML and (current.startswith(MARKER) or current == _EARLIER_YAML)):
+        config.write_text(INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
@@ -69,12 +84,13 @@ def _failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
 
 def materialize(
     defs_assets: list, selection: list[dg.AssetKey], partition_key: str, *, instance: dg.DagsterInstance,
-    resources: dict, last_key: str | None = None,
+    resources: dict, last_key: str | None = None, command: str = "cli",
 ) -> RunOutcome:
-    """One run of ``selection`` for ``partition_key``, or for the range up to ``last_key``."""
-    tags = {"mdh/source": "cli"}
+    """One run of ``selection`` for ``partition_key``, or for the range up to ``last_key``,
+    tagged with this process (`mdh_assets.recovery`)."""
+    tags = {"mdh/source": "cli", "mdh/command": command, **owner_tags()}
     if last_key is not None and last_key != partition_key:
-        tags |= {ASSET_PARTITION_RANGE_START_TAG: str(partition_key), ASSET_PARTITION_RANGE_END_TAG: str(last_key)}
+        tags |= {RANGE_START_TAG: str(partition_key), RANGE_END_TAG: str(last_key)}
         label, partition_key = f"{partition_key}..{last_key}", None
     else:
         label = str(partition_key)
@@ -93,6 +109,12 @@ def materialize(
     if not result.success:
         outcome.errors = _failure_lines(result)
     return outcome
+
+
+def pools(defs_assets: list, selection: list[dg.AssetKey]) -> list[str]:
+    """The concurrency pools that a run of ``selection`` uses."""
+    wanted = set(selection)
+    return sorted({a.op.pool for a in defs_assets if a.op.pool and wanted & set(a.keys)})
 
 
 def is_materialized(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str) -> bool:

@@ -33,8 +33,10 @@ SETTING_NAMES = (
     "BIGQUERY_EMULATOR_HOST",
     "DAGSTER_HOME",
     "MDH_RAW_RETENTION_DAYS",
+    "MDH_SLOT_WAIT",
 )
 DEFAULT_RAW_RETENTION_DAYS = 30
+DEFAULT_SLOT_WAIT = 600.0
 
 
 class Secret(str):
@@ -100,6 +102,7 @@ class Settings:
     bigquery_emulator_host: str = ""
     dagster_home: str = DEFAULT_DAGSTER_HOME
     raw_retention_days: int = DEFAULT_RAW_RETENTION_DAYS  # 0 keeps every day (`mdh_lib.retention`)
+    slot_wait: float = DEFAULT_SLOT_WAIT  # seconds a command waits for a pool slot (`mdh_assets.recovery`)
     universe: Universe = field(default_factory=Universe)
 
 
@@ -165,6 +168,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides) -> Settings:
         raw_retention_days=non_negative("MDH_RAW_RETENTION_DAYS",
                                         merged.get("MDH_RAW_RETENTION_DAYS", str(DEFAULT_RAW_RETENTION_DAYS)),
                                         int, " (days; 0 keeps everything)"),
+        slot_wait=non_negative("MDH_SLOT_WAIT", merged.get("MDH_SLOT_WAIT", str(DEFAULT_SLOT_WAIT)), float,
+                               " (seconds)"),
         universe=_universe(raw.get("universe", {})),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -13,14 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
 import pyarrow.compute as pc
 
+from mdh_lib.crashpoints import crashpoint
 from mdh_lib.instruments import OPTIONS_DATA_TYPE, InstrumentKey
+from mdh_lib.processes import scratch_dir
 from mdh_lib.schemas import RAW_SCHEMAS
 from mdh_lib.storage import WriteInfo, write_local_batches, write_local_frame
 from mdh_lib.tardis.client import DayFile, Download, TardisError, download_days
@@ -92,10 +93,11 @@ def fetch_raw_days(requests: list[RawRequest], *, endpoint: str, api_key: str,
     own rows of the venue's grouped chain."""
     for i in range(0, len(requests), concurrency):
         chunk = requests[i:i + concurrency]
-        work = tempfile.mkdtemp(prefix="mdh-fetch-")
+        work = scratch_dir("fetch")
         try:
             got = download_days(sorted({r.file for r in chunk}, key=str), endpoint=endpoint, api_key=api_key,
                                 dest_dir=work, concurrency=concurrency)
+            crashpoint("fetch.downloaded")
             for r in chunk:
                 download = got[r.file]
                 if isinstance(download, TardisError):
@@ -110,7 +112,7 @@ def fetch_raw_days(requests: list[RawRequest], *, endpoint: str, api_key: str,
 
 
 def _stage(r: RawRequest, got: Download, endpoint: str) -> RawDay:
-    out = tempfile.mkdtemp(prefix="mdh-ingest-")
+    out = scratch_dir("ingest")
     try:
         prefix = f"{r.key.symbol}-" if r.data_type == OPTIONS_DATA_TYPE else None
         info = stage_raw_file(got.path, r.data_type, r.date, got.url[len(endpoint) + 1:],

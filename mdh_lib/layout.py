@@ -26,6 +26,9 @@ from mdh_lib.instruments import InstrumentKey
 DAILY_FILE_NAMES = {("instruments",): "instruments", ("reports", "missing"): "report",
                     ("reports", "retention"): "removed"}
 DAY_FOLDER = "date="
+# Under a local root, where writes in progress live until their atomic rename
+# (`mdh_lib.storage`); hidden, and holding no ``*.parquet`` name, so no glob picks it up.
+SCRATCH_FOLDER = ".mdh-tmp"
 
 
 def dataset_folder(dataset: tuple[str, ...] | list[str]) -> str:

@@ -1,9 +1,12 @@
 """One storage root, a local folder or ``gs://bucket/prefix``, with atomic Parquet writes.
 
-Atomicity: locally a file is written under a hidden temporary name in the same folder and
-renamed over the target (``os.replace``); on GCS an object only becomes visible once its
-upload completes, so the upload of a finished local file is the commit. Either way a reader
-never sees a partial file and a failed write leaves the previous good file in place.
+Atomicity: locally a file is written in a scratch folder under the root (`SCRATCH_FOLDER`,
+same filesystem, so the commit is one ``os.replace`` and no copy) and renamed over the
+target; on GCS an object only becomes visible once its upload completes, so the upload of a
+finished local file is the commit. Either way a reader never sees a partial file and a failed
+write leaves the previous good file in place. A process killed mid-write leaves only its
+scratch folder, named after it (`mdh_lib.processes`); `Storage.clean_scratch` removes those
+of dead processes (every batch command calls it first).
 
 With ``STORAGE_EMULATOR_HOST`` set, gs:// goes to that endpoint with anonymous credentials.
 """
@@ -14,8 +17,6 @@ import datetime as dt
 import math
 import os
 import shutil
-import tempfile
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -23,6 +24,10 @@ import fsspec
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from mdh_lib.crashpoints import crashpoint
+from mdh_lib.layout import SCRATCH_FOLDER
+from mdh_lib.processes import clean_scratch, scratch_dir
 
 # A day in memory is written in ROW_GROUPS_PER_DAY row groups (at least MIN_ROW_GROUP rows
 # each) so that a 5-minute window of a day sorted by timestamp touches one or two of them;
@@ -149,30 +154,40 @@ class Storage:
         return self._via_local(rel, lambda path: write_local_batches(path, schema, batches, sorting_column))
 
     def _via_local(self, rel: str, write) -> WriteInfo:
-        folder = tempfile.mkdtemp(prefix="mdh-write-")
+        folder = scratch_dir("write", None if self.is_gcs else self.path(SCRATCH_FOLDER))
         try:
-            return self.commit(write(os.path.join(folder, "part.parquet")), rel)
+            return self.commit(write(os.path.join(folder, "part.tmp")), rel)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
     def commit(self, local: WriteInfo, rel: str) -> WriteInfo:
-        """Place a finished local file at ``rel`` atomically: locally a hidden temporary copy
-        in the target folder renamed over the target, on GCS one upload (an object is only
-        visible once complete)."""
+        """Place a finished local file at ``rel`` atomically: locally renamed over the target
+        (copied first into a scratch folder under the root when it lies elsewhere), on GCS
+        one upload (an object is only visible once complete)."""
         target = self.path(rel)
+        crashpoint("storage.before_rename")
         if self.is_gcs:
             self.fs.put_file(local.uri, target)
             self.fs.invalidate_cache(os.path.dirname(target))
-        else:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
-            try:
-                shutil.copyfile(local.uri, tmp)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+            return replace(local, uri=self.uri(rel))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        scratch = self.path(SCRATCH_FOLDER)
+        if os.path.dirname(os.path.dirname(local.uri)) == scratch:
+            os.replace(local.uri, target)
+            return replace(local, uri=self.uri(rel))
+        folder = scratch_dir("commit", scratch)
+        try:
+            tmp = os.path.join(folder, "part.tmp")
+            shutil.copyfile(local.uri, tmp)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         return replace(local, uri=self.uri(rel))
+
+    def clean_scratch(self) -> int:
+        """Remove what killed processes left in the scratch folders (this root's and the
+        system's temporary folder); returns how many folders went."""
+        return clean_scratch() + (0 if self.is_gcs else clean_scratch(self.path(SCRATCH_FOLDER)))
 
     def parquet_file(self, rel: str) -> pq.ParquetFile:
         return pq.ParquetFile(self.fs.open(self.path(rel), "rb"))

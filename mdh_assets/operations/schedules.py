@@ -4,6 +4,8 @@ every day in the look-back window, what is missing or failed, step by step: raw 
 options features, candles and book, MFT features, warehouse tables. It is also the gap
 filler: a day that failed last week is retried on the next tick (at most
 `MAX_ATTEMPTS` failed runs per partition), and a partition in progress is never requested.
+Each evaluation first recovers the runs of crashed `mdh` processes (`mdh_assets.recovery`),
+so a partition whose run died is retried rather than left "in progress" for ever.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import dagster as dg
 
 from mdh_assets.partitions import by_instrument, by_underlying, partition_key
+from mdh_assets.recovery import recover
 from mdh_assets.reports.status import statuses, status_table
 from mdh_assets.resources.storage import StorageResource
 from mdh_lib.catalog import Catalog
@@ -105,6 +108,8 @@ def day_requests(context: dg.SensorEvaluationContext, catalog: Catalog, date: dt
 @dg.sensor(name="pipeline", jobs=PIPELINE_JOBS, minimum_interval_seconds=300,
            description=f"Requests each day's missing and failed steps over the last {LOOKBACK_DAYS} days")
 def pipeline_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
+    for line in recover(context.instance, storage.storage):
+        context.log.warning(line)
     today = dt.datetime.now(dt.timezone.utc).date()
     catalog = Catalog(storage.storage)
     requests = []

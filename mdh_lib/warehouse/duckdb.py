@@ -27,6 +27,7 @@ import pyarrow as pa
 from filelock import FileLock
 from google.api_core.retry import Retry
 
+from mdh_lib.crashpoints import crashpoint
 from mdh_lib.warehouse.base import Warehouse
 from mdh_lib.warehouse.frames import check_columns, table_name
 
@@ -62,6 +63,7 @@ class DuckDBWarehouse(Warehouse):
                 con.execute(f'DELETE FROM "{table}" WHERE timestamp >= $1 AND timestamp < $2 AND instrument_key = $3',
                             list(delete))
             con.execute(f'INSERT INTO "{table}" BY NAME FROM incoming')
+            crashpoint("warehouse.in_transaction")
             con.commit()
 
     def _replace(self, table, frame, start, end, instrument_key) -> None:
