@@ -470,3 +470,64 @@ def test_unknown_venue_from_the_library():
         venue("ftx")
     assert orjson.loads(venue("deribit").subscribe("BTC-PERPETUAL")[0])["params"]["channels"] == [
         "trades.BTC-PERPETUAL.100ms", "ticker.BTC-PERPETUAL.100ms", "book.BTC-PERPETUAL.none.10.100ms"]
+
+
+def futures_trades(n: int, step_us: int) -> pl.DataFrame:
+    """``n`` USDT-M trades ``step_us`` apart from 2024-03-01 00:00:00.5 (ids 1,000...)."""
+    return spot_trades(n).with_columns(
+        exchange=pl.lit("binance-futures"),
+        timestamp=1_709_251_200_500_000 + pl.int_range(n, dtype=pl.Int64) * step_us,
+        local_timestamp=1_709_251_200_530_000 + pl.int_range(n, dtype=pl.Int64) * step_us)
+
+
+def test_quiet_market_closes_by_estimated_exchange_time_on_an_offset_clock():
+    """The receive clock is six hours off: a quiet market closes buckets through the measured
+    offset (receive - exchange), so only buckets whose end + 2 s the exchange has passed
+    close, never a receive-clock day of empty ones; the next trade is not late."""
+    rows = futures_trades(200, 100_000)  # 00:00:00.5 to 00:00:20.4
+    v = venue("binance-futures")
+    p = Pipeline(v, resolve(v, "BTCUSDT"), ("15s", "1m"))
+    off = 6 * 3_600_000_000 + 80_000  # receive clock 6 h ahead, 80 ms latency
+    received = (rows["timestamp"] + off).to_list()
+    p.process(received, [m for _, m in binance_trades(rows, "btcusdt@trade", futures=True)])
+    assert p.candles.closed_until["15s"] == rows["timestamp"][0] - 500_000 + 15_000_000  # first bucket partial
+    closed, _ = p.tick(received[-1] + 30_000_000)  # 30 s of silence: exchange time ~00:00:50.4
+    assert closed["15s"]["timestamp"].dt.second().to_list() == [15, 30]  # ends 00:00:30, 00:00:45 <= 48.4
+    assert closed["15s"]["trade_count"].to_list() == [55, 0] and "1m" not in closed  # 15.0 s to 20.4 s
+    late = futures_trades(201, 100_000)[200:].with_columns(timestamp=pl.lit(rows["timestamp"][-1] + 29_000_000))
+    p.process([received[-1] + 29_500_000], [m for _, m in binance_trades(late, "btcusdt@trade", futures=True)])
+    assert p.candles.late == {"15s": 0, "1m": 0}
+
+
+def test_a_stalled_processor_drains_its_backlog_without_late_trades(wh_url, monkeypatch):
+    """The event loop stalls for 3 s (the first printed candle blocks it) while the server
+    keeps sending: frames pile up in the queue and the socket. Draining them closes buckets
+    on exchange time only, so no trade is late and every candle equals batch."""
+    rows = futures_trades(6_000, 50_000)  # 5 minutes of trades
+    messages = merged(binance_trades(rows, "btcusdt@trade", futures=True))
+    stalls = []
+
+    def stall(frame: pl.DataFrame) -> None:
+        if not stalls:
+            stalls.append(frame.height)
+            time.sleep(3)
+
+    v = venue("binance-futures")
+    with ReplayServer(messages, rate=3_000) as server:
+        monkeypatch.setenv(v.env, server.endpoint)
+        live = LiveStream(v, resolve(v, "BTCUSDT"), ticks=False, timeframes=("15s", "1m"), warehouse=wh_url,
+                          settings=settings(), on_candles=stall)
+
+        async def drive():
+            task = asyncio.create_task(live.run(0))
+            while live.pipeline.counts.trades < len(messages) and not task.done():
+                await asyncio.sleep(0.02)
+            live.stop()
+            return await task
+
+        summary = asyncio.run(drive())
+    assert stalls and summary.late_trades == {"15s": 0, "1m": 0}
+    batch = candles(rows.select(TRADE_COLUMNS), DATE, FUTURES, timeframes=("15s", "1m"))
+    for tf in ("15s", "1m"):
+        assert_matches_batch(read(wh_url, f"candles_live_{tf}"), batch[tf], tf)
+    assert read(wh_url, "candles_live_15s").height == 19  # 00:00:15 to 00:04:45: 00:05:00 is open at the stop

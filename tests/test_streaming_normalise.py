@@ -90,10 +90,12 @@ def test_binance_liquidation_ticker_open_interest_and_depth():
 
     # the open-interest row takes the latest mark-price time (Tardis's pending ticker), so it
     # counts in the same bucket as batch's row; before any mark price, its receive time
-    assert with_ticker_time(batch.ticker, None)["timestamp"].to_list() == [
+    # mapped to exchange time
+    assert with_ticker_time(batch.ticker, None, None)["timestamp"].to_list() == [
         1_562_305_380_000_000] * 2 + [1_562_305_381_000_000]
-    assert with_ticker_time(batch.ticker[1:2], None)["timestamp"].to_list() == [4]
-    assert with_ticker_time(batch.ticker[1:2], 77)["timestamp"].to_list() == [77]
+    assert with_ticker_time(batch.ticker[1:2], 77, 3)["timestamp"].to_list() == [77]
+    assert with_ticker_time(batch.ticker[1:2], None, 3)["timestamp"].to_list() == [4 - 3]  # receive -> exchange
+    assert with_ticker_time(batch.ticker[1:2], None, None).is_empty()  # no exchange time known yet
 
 
 def test_binance_spot_depth_gets_exchange_time_through_the_measured_offset():

@@ -21,7 +21,10 @@ Policies (documented in the README):
 - Empty buckets between closed ones are emitted on the grid as batch does (trade_count 0,
   volume 0, null prices; the book carries the last snapshot's state).
 - Ticker columns are "as of the bucket end" from the updates received so far, and oi_change
-  uses the open interest as of the previous bucket end, as in batch.
+  uses the open interest as of the previous bucket end, as in batch. Binance open-interest
+  rows carry the last mark-price time (Tardis's rule): a poll answered just after a bucket
+  closed is stamped inside it, so batch counts that value in the closed bucket and live in
+  the next; the two agree whenever open interest did not change between two polls.
 """
 
 from __future__ import annotations
@@ -81,8 +84,10 @@ class LiveCandles:
             self._trades.append(trades.select(TRADE_COLUMNS))
         oldest = min(self.closed_until.values())
         start = min(self.start.values())
+        # open-interest rows carry the last mark-price time by convention (Tardis's), not late
+        own = ticker.filter(pl.col("own")) if "own" in ticker.columns else ticker
         late = sum(int(((f["timestamp"] < oldest) & (f["timestamp"] >= start)).sum())
-                   for f in (liquidations, ticker, book) if f.height)
+                   for f in (liquidations, own, book) if f.height)
         if late:
             self.late_other += late
             log.warning("%d late liquidation, ticker or book update(s) for closed buckets of %s (not in those rows)",
@@ -143,7 +148,7 @@ class LiveCandles:
     def _book_features(self, closing: dict[str, tuple[int, int]]) -> dict[str, pl.DataFrame]:
         """Batch book features (`book_features`, one UTC day at a time) of the closing buckets:
         the snapshots kept hold the state and OFI predecessor before the range."""
-        snapshots = self._book.sort("timestamp", maintain_order=True)
+        snapshots = self._book = self._book.sort("timestamp", maintain_order=True)
         lo, hi = min(a for a, _ in closing.values()), max(b for _, b in closing.values())
         out: dict[str, list[pl.DataFrame]] = {tf: [] for tf in closing}
         for day in range(lo // DAY_US, (hi - 1) // DAY_US + 1):

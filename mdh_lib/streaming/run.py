@@ -165,7 +165,8 @@ class Pipeline:
         stamped = [f.select("timestamp", "local_timestamp") for f in (trades, batch.liquidations, batch.ticker,
                                                                         batch.book)]
         self.clock.observe(pl.concat(stamped))
-        ticker = with_ticker_time(batch.ticker, self._ticker_time)
+        ticker = with_ticker_time(batch.ticker.with_columns(own=pl.col("timestamp").is_not_null()),
+                                  self._ticker_time, self.clock.offset)
         own = batch.ticker["timestamp"].max()
         if own is not None:
             self._ticker_time = max(own, self._ticker_time or own)

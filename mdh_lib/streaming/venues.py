@@ -28,7 +28,8 @@ output the Tardis CSV datasets are, so live rows equal the batch ones:
 - Binance derivative ticker (as Tardis's pending-ticker state): ``markPriceUpdate`` sets
   mark ``p``, index ``i`` and, when ``r`` is not empty and ``T`` is not 0, funding rate ``r``;
   ``openInterest`` frames set open interest. A row's timestamp is the latest ``E`` seen so far
-  (an open-interest row takes the last mark-price time; before any, its receive time). Tardis
+  (an open-interest row takes the last mark-price time; before any, its receive time mapped
+  to exchange time, see `with_ticker_time`). Tardis
   gives no predicted funding rate for Binance (``r`` already is the rate of the coming
   settlement, so it is ``funding_rate``): null, as in batch.
 - Binance ``depth5`` -> book_snapshot_5 rows (levels ``b``/``a`` or ``bids``/``asks``):
@@ -134,11 +135,15 @@ def _ticker(frame: pl.DataFrame, timestamp: pl.Expr, **values: pl.Expr) -> pl.Da
     return frame.select(timestamp=timestamp.cast(pl.Int64), local_timestamp=pl.col("local_timestamp"), **cols)
 
 
-def with_ticker_time(ticker: pl.DataFrame, last: int | None) -> pl.DataFrame:
+def with_ticker_time(ticker: pl.DataFrame, last: int | None, offset: int | None) -> pl.DataFrame:
     """Tardis's ticker time: the running maximum of the update times seen so far (``last``
-    before this batch), the receive time before any."""
+    before this batch). Before any, Tardis takes the receive time; here the receive time is
+    mapped to exchange time through the measured ``offset`` (receive - exchange), so a replay
+    or an offset clock cannot stamp it outside the exchange's timeline; rows arriving before
+    any offset is known are dropped."""
     running = pl.max_horizontal(pl.col("timestamp").cum_max().forward_fill(), pl.lit(last, pl.Int64))
-    return ticker.with_columns(timestamp=pl.coalesce(running, pl.col("local_timestamp")))
+    mapped = pl.col("local_timestamp") - pl.lit(offset, pl.Int64)
+    return ticker.with_columns(timestamp=pl.coalesce(running, mapped)).drop_nulls("timestamp")
 
 
 @dataclass(frozen=True)
