@@ -36,7 +36,7 @@ from mdh_lib.schemas import RAW_SCHEMAS
 from mdh_lib.streaming import Pipeline, StreamSettings, StreamingError, resolve, venue
 from mdh_lib.streaming.connection import ConnectionSettings
 from mdh_lib.streaming.replay import (
-    ReplayServer, binance_force_orders, binance_mark_prices, binance_trades, deribit_trades, merged,
+    ReplayServer, RestServer, binance_force_orders, binance_mark_prices, binance_trades, deribit_trades, merged,
 )
 from mdh_lib.streaming.run import LiveStream
 from mdh_lib.streaming.ticks import parse_frames
@@ -116,12 +116,12 @@ def assert_matches_batch(live: pl.DataFrame, batch: pl.DataFrame, tf: str) -> No
     """Every live candle equals the batch candle of its bucket (the delay columns aside: they
     measure this receiver's clock), and live covers every bucket between its first and last."""
     assert live.height > 0
-    assert live.columns == CANDLE_COLUMNS
+    assert live.columns == [*CANDLE_COLUMNS, "gap"] and not live["gap"].any()
     width = {"15s": 15, "1m": 60}[tf]
     span = (live["timestamp"].max() - live["timestamp"].min()).total_seconds() // width + 1
     assert live.height == span, "live candles skipped a bucket"
     expected = batch.join(live.select("timestamp"), on="timestamp", how="semi").sort("timestamp").drop(DELAYS)
-    live = live.sort("timestamp").drop(DELAYS)
+    live = live.sort("timestamp").drop(*DELAYS, "gap")
     # polars' group-by sum can add a one-bucket frame in another order than a day's frame:
     # liquidation volumes may differ in the last bit; every other column is exact
     sums = ["liquidation_buy_volume", "liquidation_sell_volume", "liquidation_with_rising_oi",
@@ -530,4 +530,54 @@ def test_a_stalled_processor_drains_its_backlog_without_late_trades(wh_url, monk
     batch = candles(rows.select(TRADE_COLUMNS), DATE, FUTURES, timeframes=("15s", "1m"))
     for tf in ("15s", "1m"):
         assert_matches_batch(read(wh_url, f"candles_live_{tf}"), batch[tf], tf)
-    assert read(wh_url, "candles_live_15s").height == 19  # 00:00:15 to 00:04:45: 00:05:00 is open at the stop
+    # 00:00:15 on; the last trade is at 00:05:00.45, so 00:04:45 closes only if the stop comes
+    # 50 ms or more after the last frame arrived (estimated exchange time past 00:05:00.5)
+    assert 18 <= read(wh_url, "candles_live_15s").height <= 19
+
+
+def spot_run(n: int, step_us: int) -> pl.DataFrame:
+    """``n`` spot trades ``step_us`` apart from 2024-03-01 00:00:00.5."""
+    return futures_trades(n, step_us).with_columns(exchange=pl.lit("binance"))
+
+
+def test_trades_missed_while_disconnected_are_fetched_by_id(wh_url, monkeypatch):
+    """The server drops the connection after 2,000 trades and resumes 300 trades later (lost,
+    as when a client is down): the trade ids jump, the live path fetches ids 3,000-3,299 from
+    the REST trade history (a local stand-in), holds bucket closing meanwhile, and the ticks
+    and candles are complete: equal to batch, nothing late, no gap left."""
+    rows = spot_run(5_000, 40_000)  # 200 s
+    messages = merged(binance_trades(rows, "btcusdt@trade"))
+    with ReplayServer(messages, drop_after=2_000, rewind=-300) as server, RestServer(trades=rows) as rest:
+        monkeypatch.setenv("MDH_REST_ENDPOINT_BINANCE", rest.endpoint)
+        summary, _ = stream(server, "binance", "BTCUSDT", 5_000, monkeypatch, wh=wh_url, count="trades",
+                            timeframes=("15s", "1m"))
+        assert server.connections == 2 and rest.requests == 1
+    assert summary.reconnects == 1 and summary.gaps_unfilled == 0 and summary.late_trades == {"15s": 0, "1m": 0}
+    assert_ticks_equal(read(wh_url, "ticks_binance_btcusdt").sort("timestamp"), rows)
+    spot = Instrument("binance", "BTCUSDT", "BINANCE:SPOT_PAIR:BTC-USDT")
+    batch = candles(rows.select(TRADE_COLUMNS), DATE, spot, timeframes=("15s", "1m"))
+    for tf in ("15s", "1m"):
+        assert_matches_batch(read(wh_url, f"candles_live_{tf}"), batch[tf], tf)
+
+
+def test_a_gap_that_cannot_be_filled_is_recorded(wh_url, monkeypatch, caplog):
+    """Without a REST endpoint the missed trades cannot be fetched: the gap is logged, counted,
+    written to gaps_live, and the candles of the buckets it spans have ``gap`` true."""
+    rows = spot_run(5_000, 40_000)
+    messages = merged(binance_trades(rows, "btcusdt@trade"))
+    caplog.set_level(logging.WARNING, "mdh.streaming")
+    with ReplayServer(messages, drop_after=2_000, rewind=-300) as server:
+        summary, _ = stream(server, "binance", "BTCUSDT", 4_700, monkeypatch, wh=wh_url, count="trades",
+                            timeframes=("15s",))
+    assert summary.gaps_unfilled == 1 and "trades 3000 to 3299 were missed" in caplog.text
+    gaps = read_gaps(wh_url)
+    assert gaps.select("first_id", "last_id").rows() == [(3_000, 3_299)]  # ids are 1,000 + the row number
+    c15 = read(wh_url, "candles_live_15s")
+    # the gap spans 80.46 s to 92.5 s of exchange time: the buckets at 75 s and 90 s
+    assert c15.filter("gap")["timestamp"].dt.second().to_list() == [15, 30]
+    assert c15.filter(~pl.col("gap")).height == c15.height - 2
+
+
+def read_gaps(wh: str) -> pl.DataFrame:
+    with open_warehouse(wh) as w:
+        return w.query(f"SELECT * FROM {w.table_ref('gaps_live')}")

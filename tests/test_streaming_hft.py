@@ -97,7 +97,8 @@ def assert_rows_equal(live: pl.DataFrame, batch: pl.DataFrame, width_s: int, dro
     assert live.height >= 2
     span = (live["timestamp"].max() - live["timestamp"].min()).total_seconds() // width_s + 1
     assert live.height == span
-    expected = batch.join(live.select("timestamp"), on="timestamp", how="semi").sort("timestamp").drop(drop)
+    expected = batch.join(live.select("timestamp"), on="timestamp", how="semi").sort("timestamp").drop(
+        [c for c in drop if c in batch.columns])
     live = live.sort("timestamp").drop(drop)
     sums = [c for c in live.columns if c.startswith("liquidation_") and c != "liquidation_count"]
     assert_frame_equal(live.drop(sums), expected.drop(sums), check_exact=True, check_dtypes=False)
@@ -152,8 +153,8 @@ def test_binance_futures_hft_columns_and_book_features_equal_batch(tmp_path, wh_
         "binance-futures", "BTCUSDT", "BINANCE-FUTURES:PERPETUAL:BTC-USDT"), timeframes=("1m",),
         ticker=batch_ticker, liquidations=batch_liq)["1m"]
     live = read(wh_url, "candles_live_1m")
-    assert live.columns == CANDLE_COLUMNS and live.height >= minutes - 2
-    assert_rows_equal(live, batch, 60, DELAYS)
+    assert live.columns == [*CANDLE_COLUMNS, "gap"] and live.height >= minutes - 2 and not live["gap"].any()
+    assert_rows_equal(live, batch, 60, [*DELAYS, "gap"])
     assert live["open_interest"].n_unique() >= 2 and (live["oi_change"].fill_null(0) != 0).sum() == 2
     assert live["liquidation_count"].sum() > 10
     assert live["liquidation_with_rising_oi"].sum() + live["liquidation_with_falling_oi"].sum() > 0
@@ -195,7 +196,8 @@ def test_deribit_ticker_liquidations_and_book_equal_batch(tmp_path, wh_url, monk
     books = book_features([rows["batch_book_snapshot_5"]], DATE, ("15s", "1m"))
     for tf, width in (("15s", 15), ("1m", 60)):
         live = read(wh_url, f"candles_live_{tf}")
-        assert_rows_equal(live, batch[tf], width, DELAYS)
+        assert not live["gap"].any()
+        assert_rows_equal(live, batch[tf], width, [*DELAYS, "gap"])
         assert live["open_interest"].null_count() == 0 and live["liquidation_count"].sum() > 0
         assert_rows_equal(read(wh_url, f"book_features_live_{tf}"), with_ids(books[tf], instrument, tf), width)
 

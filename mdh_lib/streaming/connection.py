@@ -10,6 +10,8 @@ bounded under bursts.
   initial * 2**attempt)]), reset once a connection has stayed healthy for ``healthy_after``.
 - Stale: no frame for ``stale_timeout`` seconds -> the connection is dropped and reopened
   (protocol pings alone do not prove that the subscription still delivers).
+- After a reconnect the reader queues `RECONNECTED` before the new connection's frames, so
+  the processor knows where trades may be missing (`mdh_lib.streaming.gaps`).
 - Rotation: at ``max_age`` (default 23.5 h) a new connection is opened and subscribed first,
   and the old one is closed ``overlap`` seconds later (make before break, so no gap); trades
   delivered by both are dropped by the id deduper.
@@ -27,6 +29,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 log = logging.getLogger("mdh.streaming")
+RECONNECTED = object()  # queued in place of a frame after a reconnect (not after a rotation: that overlaps)
 
 
 @dataclass
@@ -155,3 +158,5 @@ class Feed:
             except asyncio.TimeoutError:
                 pass
             ws = await self._open(stop)
+            if ws is not None:  # frames sent while disconnected are lost: the processor fills the gap
+                await self.queue.put((time.time_ns() // 1_000, RECONNECTED))

@@ -20,6 +20,8 @@ Policies (documented in the README):
   counted and logged, not in any row (batch includes it, so that row differs from batch).
 - Empty buckets between closed ones are emitted on the grid as batch does (trade_count 0,
   volume 0, null prices; the book carries the last snapshot's state).
+- ``gap`` (after the batch columns): true when trades of the bucket were missed while
+  disconnected and could not be fetched back (`mdh_lib.streaming.gaps`).
 - Ticker columns are "as of the bucket end" from the updates received so far, and oi_change
   uses the open interest as of the previous bucket end, as in batch. Binance open-interest
   rows carry the last mark-price time (Tardis's rule): a poll answered just after a bucket
@@ -100,9 +102,10 @@ class LiveCandles:
             self._book = pl.concat([self._book, book.select(self._book.columns)])
             self.with_book = True
 
-    def close(self, until: int | None) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+    def close(self, until: int | None, unfilled: Iterable = ()) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
         """(candles, book features) of the buckets ending at or before exchange time ``until``,
-        per timeframe (only timeframes with some)."""
+        per timeframe (only timeframes with some). Candles of buckets that overlap an
+        ``unfilled`` gap (`mdh_lib.streaming.gaps.Gap`) have ``gap`` true."""
         if not self.closed_until or until is None:
             return {}, {}
         closing = {}
@@ -117,7 +120,9 @@ class LiveCandles:
         # one trade_bars call for every timeframe: each bucket still comes from its own trades
         lo, hi = min(a for a, _ in closing.values()), max(b for _, b in closing.values())
         bars = trade_bars(trades.filter(pl.col("timestamp").is_between(lo, hi, closed="left")), list(closing))
-        candles = {tf: self._candles(tf, start, end, bars[tf], liquidations) for tf, (start, end) in closing.items()}
+        spans = [(g.start, g.end) for g in unfilled]
+        candles = {tf: self._candles(tf, start, end, bars[tf], liquidations, spans)
+                   for tf, (start, end) in closing.items()}
         book = self._book_features(closing) if self.with_book else {}
         for tf, (_, end) in closing.items():
             self.closed_until[tf] = end
@@ -131,9 +136,10 @@ class LiveCandles:
         self._book = _compact(self._book, keep, lambda old: old.tail(1))
         return candles, book
 
-    def _candles(self, tf: str, start: int, end: int, bars: pl.DataFrame,
-                 liquidations: pl.DataFrame | None) -> pl.DataFrame:
-        """The batch composition of `mdh_lib.candles.build.candles` over the grid [start, end)."""
+    def _candles(self, tf: str, start: int, end: int, bars: pl.DataFrame, liquidations: pl.DataFrame | None,
+                 gaps: list[tuple[int, int]]) -> pl.DataFrame:
+        """The batch composition of `mdh_lib.candles.build.candles` over the grid [start, end),
+        plus ``gap``: the bucket overlaps a span of trades that could not be fetched."""
         in_range = pl.col("timestamp").is_between(start, end, closed="left")
         grid = pl.DataFrame({"bucket": pl.int_range(start, end, width_us(tf), eager=True, dtype=pl.Int64)})
         frame = on_grid(grid, bars)
@@ -143,7 +149,9 @@ class LiveCandles:
         liq = liquidations.filter(in_range).sort("timestamp", maintain_order=True) if liquidations is not None else None
         frame = with_liquidations(frame, liquidation_columns(liq, tf)).with_columns(to_datetime())
         frame = frame.with_columns([pl.lit(None, pl.Float64).alias(c) for c in OPTION_COLUMNS])
-        return with_ids(frame, self.instrument, tf).select(CANDLE_COLUMNS)
+        bucket, w = pl.col("bucket"), width_us(tf)
+        gap = pl.any_horizontal([(bucket <= b) & (bucket + w > a) for a, b in gaps]) if gaps else pl.lit(False)
+        return with_ids(frame.with_columns(gap=gap), self.instrument, tf).select(*CANDLE_COLUMNS, "gap")
 
     def _book_features(self, closing: dict[str, tuple[int, int]]) -> dict[str, pl.DataFrame]:
         """Batch book features (`book_features`, one UTC day at a time) of the closing buckets:

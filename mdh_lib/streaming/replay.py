@@ -6,7 +6,8 @@ Deribit's ``/ws/api/v2``). It can:
 
 - wait for a JSON-RPC subscribe request and answer it (``rpc=True``, Deribit);
 - drop the connection abruptly after ``drop_after`` messages, and on the reconnect resume
-  ``rewind`` messages before the drop point (so the client sees some trades twice);
+  ``rewind`` messages before the drop point (so the client sees some trades twice), or
+  ``-rewind`` after it when negative (those trades are lost, as while a client is down);
 - go silent after ``silent_after`` messages while keeping the connection open (a stale
   stream), resuming where it stopped on the next connection;
 - pace messages at ``rate`` per second, or send them as fast as possible.
@@ -220,12 +221,13 @@ class ReplayServer:
 
 
 class RestServer:
-    """Binance USDT-M's ``GET /fapi/v1/openInterest?symbol=S`` on 127.0.0.1 (a free port) in a
-    background thread: ``open_interest()`` gives the value of each answer; ``requests``
-    counts them."""
+    """Binance's REST endpoints the live path uses, on 127.0.0.1 (a free port) in a background
+    thread: ``GET /fapi/v1/openInterest?symbol=S`` answers ``open_interest()``;
+    ``GET /fapi/v1/historicalTrades`` and ``/api/v3/historicalTrades`` (``fromId``, ``limit``)
+    page through ``trades`` (Tardis trade rows, numeric ids). ``requests`` counts answers."""
 
-    def __init__(self, open_interest):
-        self.open_interest = open_interest
+    def __init__(self, open_interest=lambda: 0.0, trades: pl.DataFrame | None = None):
+        self.open_interest, self.trades = open_interest, trades
         self.requests = 0
         self.port = 0
         self._ready = threading.Event()
@@ -242,10 +244,21 @@ class RestServer:
                 "time": time.time_ns() // 1_000_000}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
+    async def _history(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        first, limit = int(request.query["fromId"]), int(request.query.get("limit", 500))
+        rows = self.trades.filter(pl.col("id").cast(pl.Int64) >= first).head(limit)
+        body = [{"id": int(r["id"]), "price": repr(r["price"]), "qty": repr(r["amount"]),
+                 "quoteQty": repr(r["price"] * r["amount"]), "time": _ms(r["timestamp"]),
+                 "isBuyerMaker": r["side"] == "sell", "isBestMatch": True} for r in rows.iter_rows(named=True)]
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         app = web.Application()
         app.router.add_get("/fapi/v1/openInterest", self._handle)
+        for path in ("/fapi/v1/historicalTrades", "/api/v3/historicalTrades"):
+            app.router.add_get(path, self._history)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

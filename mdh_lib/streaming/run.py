@@ -51,7 +51,8 @@ from rich.table import Table
 from mdh_lib.config import non_negative
 from mdh_lib.frames import Instrument
 from mdh_lib.streaming.clock import ExchangeClock
-from mdh_lib.streaming.connection import ConnectionSettings, Feed
+from mdh_lib.streaming.connection import RECONNECTED, ConnectionSettings, Feed
+from mdh_lib.streaming.gaps import Gap, GapDone, GapTracker, fetch_gap
 from mdh_lib.streaming.live_candles import LiveCandles
 from mdh_lib.streaming.rest import poller
 from mdh_lib.streaming.sinks import WarehouseSink
@@ -134,6 +135,8 @@ class Pipeline:
         self._ticker_time: int | None = None
         self._grace_us = int(self.settings.close_grace * 1e6)
         self._idle_us = int(self.settings.idle_close * 1e6)
+        self.gaps = GapTracker(instrument) if v.exchange.startswith("binance") else None
+        self.new_gaps: list[Gap] = []  # found by `process`, for the caller to fetch
         timeframes = tuple(timeframes)
         self.candles = LiveCandles(
             instrument, timeframes, with_derivatives=v.exchange != "binance") if timeframes else None
@@ -155,6 +158,10 @@ class Pipeline:
             log.warning("messages for %s on the %s connection rejected (counted, logged once)",
                         batch.foreign_symbol, self.instrument.symbol)
         trades, dups = self.dedupe(batch.trades)
+        if self.gaps is not None and trades.height:
+            gap = self.gaps.observe(trades)
+            if gap is not None:
+                self.new_gaps.append(gap)
         c.malformed += len(bad) + batch.malformed
         c.ignored += batch.ignored
         c.foreign += batch.foreign
@@ -179,7 +186,15 @@ class Pipeline:
         if self.candles is None:
             return trades, ({}, {})
         self.candles.add(trades, batch.liquidations, ticker, book)
-        return trades, self.candles.close(self._watermark_until())
+        return trades, self._close(self._watermark_until())
+
+    def _close(self, until: int | None) -> Closed:
+        """Close up to exchange time ``until``, but not past an open gap's start."""
+        hold = self.gaps.hold if self.gaps is not None else None
+        if until is not None and hold is not None:
+            until = min(until, hold)
+        unfilled = self.gaps.unfilled if self.gaps is not None else []
+        return self.candles.close(until, unfilled) if self.candles is not None else ({}, {})
 
     def _watermark_until(self) -> int | None:
         w = self.clock.watermark
@@ -187,13 +202,24 @@ class Pipeline:
 
     def tick(self, now_us: int, *, final: bool = False) -> Closed:
         """What closes by the estimated exchange time: a quiet market (the caller found no
-        frame waiting), or the stop (``final``)."""
-        if self.candles is None:
-            return {}, {}
+        frame waiting), or the stop (``final``: gaps still being fetched count as unfilled)."""
+        if final and self.gaps is not None:
+            for gap in list(self.gaps.open):
+                self.gaps.done(GapDone(gap, False))
         est = self.clock.estimate(now_us)
         if est is None:
             return {}, {}
-        return self.candles.close(est - (self._grace_us if final else self._idle_us))
+        return self._close(est - (self._grace_us if final else self._idle_us))
+
+    def reconnected(self) -> None:
+        """The feed reconnected: the next trade ids show whether trades were missed."""
+        if self.gaps is not None:
+            self.gaps.reconnected = True
+
+    def gap_done(self, marker: GapDone) -> Closed:
+        """A gap's fetched trades are processed (or the fetch failed): closing resumes."""
+        self.gaps.done(marker)
+        return self._close(self._watermark_until())
 
 
 @dataclass
@@ -209,6 +235,7 @@ class Summary:
     rotations: int
     late_trades: dict[str, int]
     late_other: int
+    gaps_unfilled: int
     written: dict[str, int]
     write_failures: dict[str, int]
 
@@ -231,6 +258,7 @@ class Summary:
         out += [(f"late trades {tf}", f"{n:,}") for tf, n in self.late_trades.items()]
         if self.late_trades:
             out.append(("late other updates", f"{self.late_other:,}"))
+        out.append(("gaps not filled", f"{self.gaps_unfilled:,}"))
         out += [(f"rows written {t}", f"{n:,}") for t, n in sorted(self.written.items())]
         out += [(f"rows NOT written {t}", f"{n:,}") for t, n in sorted(self.write_failures.items()) if n]
         return out
@@ -272,11 +300,49 @@ class LiveStream:
             sink.put(self.table, pl.concat(self._ticks).to_arrow())
             self._ticks = []
 
-    def _process(self, sink: WarehouseSink, items: list[tuple[int, str]]) -> None:
-        ticks, closed = self.pipeline.process([r for r, _ in items], [f for _, f in items])
+    def _process(self, sink: WarehouseSink, items: list[tuple[int, object]]) -> None:
+        """Frames in order; the markers among them (a reconnect, a gap fetched) in their place."""
+        frames: list[tuple[int, str]] = []
+        for received, item in items:
+            if isinstance(item, str):
+                frames.append((received, item))
+                continue
+            self._frames(sink, frames)
+            frames = []
+            if item is RECONNECTED:
+                self.pipeline.reconnected()
+            else:
+                self._emit(sink, self.pipeline.gap_done(item))
+                if not item.filled:
+                    self._gap_row(sink, item.gap)
+        self._frames(sink, frames)
+
+    def _frames(self, sink: WarehouseSink, frames: list[tuple[int, str]]) -> None:
+        if not frames:
+            return
+        ticks, closed = self.pipeline.process([r for r, _ in frames], [f for _, f in frames])
         if self.ticks and ticks.height:
             self._ticks.append(ticks)
         self._emit(sink, closed)
+        for gap in self.pipeline.new_gaps:
+            if self.rest is None:
+                log.error("%s: trades %d to %d were missed and cannot be fetched (%s is not set)",
+                          self.instrument.instrument_key, gap.first_id, gap.last_id, self.venue.rest_env)
+                self._emit(sink, self.pipeline.gap_done(GapDone(gap, False)))
+                self._gap_row(sink, gap)
+            else:
+                self._fills.add(asyncio.create_task(fetch_gap(self.rest, self.venue.exchange, self.instrument, gap,
+                                                              self._queue)))
+        self.pipeline.new_gaps.clear()
+
+    def _gap_row(self, sink: WarehouseSink, gap: Gap) -> None:
+        """A gap that could not be filled, in ``gaps_live``."""
+        i = self.instrument
+        row = pl.DataFrame({"exchange": [i.exchange], "symbol": [i.symbol], "instrument_key": [i.instrument_key],
+                            "first_id": [gap.first_id], "last_id": [gap.last_id],
+                            "start": [gap.start], "end": [gap.end]}).with_columns(
+            pl.col("start", "end").cast(pl.Datetime("us", "UTC")))
+        sink.put("gaps_live", row.to_arrow())
 
     async def run(self, duration: float = 0) -> Summary:
         s = self.settings
@@ -289,7 +355,8 @@ class LiveStream:
                 signals.append(sig)
             except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
                 pass
-        queue: asyncio.Queue = asyncio.Queue(s.max_pending)
+        queue = self._queue = asyncio.Queue(s.max_pending)
+        self._fills: set[asyncio.Task] = set()
         feed = Feed(self.url, self.venue.subscribe(self.instrument.symbol), queue, s.connection)
         sink = await asyncio.to_thread(WarehouseSink, self.warehouse)
         t0 = time.monotonic()
@@ -329,7 +396,7 @@ class LiveStream:
                     break
         finally:
             stop.set()
-            tasks = {feed_task} | ({poll_task} if poll_task else set())
+            tasks = {feed_task, *self._fills} | ({poll_task} if poll_task else set())
             await asyncio.wait(tasks, timeout=0.3)  # a connect in progress is not waited for
             for task in tasks:
                 task.cancel()
@@ -339,7 +406,10 @@ class LiveStream:
                 items.append(queue.get_nowait())
             for i in range(0, len(items), s.max_batch):
                 self._process(sink, items[i:i + s.max_batch])
+            open_gaps = list(self.pipeline.gaps.open) if self.pipeline.gaps is not None else []
             self._emit(sink, self.pipeline.tick(time.time_ns() // 1_000, final=True))
+            for gap in open_gaps:
+                self._gap_row(sink, gap)
             self._flush(sink)
             await asyncio.to_thread(sink.close)
             for sig in signals:
@@ -351,6 +421,7 @@ class LiveStream:
             seconds=time.monotonic() - t0, counts=self.pipeline.counts, connections=st.connections,
             reconnects=st.reconnects, stale_reconnects=st.stale, rotations=st.rotations,
             late_trades=dict(candles.late) if candles else {}, late_other=candles.late_other if candles else 0,
+            gaps_unfilled=len(self.pipeline.gaps.unfilled) if self.pipeline.gaps is not None else 0,
             written=dict(sink.written), write_failures=dict(sink.failed),
         )
 
