@@ -178,10 +178,9 @@ class Pipeline:
         if own is not None:
             self._ticker_time = max(own, self._ticker_time or own)
         book = batch.book
-        if book["timestamp"].null_count():  # a venue without book times: receive time mapped to exchange time
-            offset = self.clock.offset
-            book = book.with_columns(timestamp=pl.coalesce("timestamp", pl.col("local_timestamp") - offset)).drop_nulls(
-                "timestamp") if offset is not None else book.drop_nulls("timestamp")
+        if book["timestamp"].null_count():  # spot depth has no time: receive time mapped to exchange time
+            mapped = pl.col("local_timestamp") - pl.lit(self.clock.offset, pl.Int64)
+            book = book.with_columns(timestamp=pl.coalesce("timestamp", mapped)).drop_nulls("timestamp")
         c.book_updates += book.height
         if self.candles is None:
             return trades, ({}, {})
