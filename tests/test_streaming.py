@@ -39,7 +39,6 @@ from mdh_lib.streaming.replay import (
     ReplayServer, RestServer, binance_force_orders, binance_mark_prices, binance_trades, deribit_trades, merged,
 )
 from mdh_lib.streaming.run import LiveStream
-from mdh_lib.streaming.ticks import parse_frames
 from mdh_lib.streaming.venues import empty_book, empty_ticker
 from mdh_lib.warehouse import open_warehouse
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(300)
 RUN_DEADLINE = 30.0  # seconds one run may take before it counts as hung (a run takes ~0.1 s)
 
 CHILD = r"""
-import asyncio, faulthandler, io, signal, sys
+import asyncio, faulthandler, io, os, signal, sys
 import polars as pl
 from mdh_lib.streaming import candle_lines, resolve, venue
 from mdh_lib.streaming.run import LiveStream, StreamSettings
@@ -55,7 +55,7 @@ def show(frame):
     out.truncate()
     print(*candle_lines(frame), sep="\n", file=out)
 
-async def one(server):
+async def one():
     live = LiveStream(v, instrument, ticks=True, timeframes=("15s", "1m"), warehouse=wh, settings=settings,
                       on_candles=show)
     task = asyncio.create_task(live.run(0))
@@ -66,9 +66,8 @@ async def one(server):
 
 for i in range(runs):
     with ReplayServer(messages) as server:
-        import os
         os.environ["MDH_WS_ENDPOINT_BINANCE_FUTURES"] = server.endpoint
-        summary = asyncio.run(one(server))
+        summary = asyncio.run(one())
     assert summary.counts.trades == len(messages), summary.counts
     assert summary.written.get("candles_live_1m", 0) > 0, summary.written
     print(f"run {i} ok", flush=True)
@@ -94,7 +93,8 @@ def test_candle_path_never_hangs(tmp_path):
                 proc.send_signal(signal.SIGUSR1)  # every thread's stack to stderr
                 time.sleep(2)
                 proc.kill()
-                pytest.fail(f"run {done} hung (no progress for {RUN_DEADLINE} s); stacks:\n{proc.stderr.read()[-20_000:]}")
+                stacks = proc.stderr.read()[-20_000:]
+                pytest.fail(f"run {done} hung (no progress for {RUN_DEADLINE} s); stacks:\n{stacks}")
             line = proc.stdout.readline()
             if not line:
                 proc.wait(10)

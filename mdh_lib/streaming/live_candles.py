@@ -102,7 +102,8 @@ class LiveCandles:
             self._book = pl.concat([self._book, book.select(self._book.columns)])
             self.with_book = True
 
-    def close(self, until: int | None, unfilled: Iterable = ()) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+    def close(self, until: int | None, unfilled: Iterable = ()) -> tuple[dict[str, pl.DataFrame],
+                                                                       dict[str, pl.DataFrame]]:
         """(candles, book features) of the buckets ending at or before exchange time ``until``,
         per timeframe (only timeframes with some). Candles of buckets that overlap an
         ``unfilled`` gap (`mdh_lib.streaming.gaps.Gap`) have ``gap`` true."""
