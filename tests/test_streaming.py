@@ -539,22 +539,31 @@ def spot_run(n: int, step_us: int) -> pl.DataFrame:
     return futures_trades(n, step_us).with_columns(exchange=pl.lit("binance"))
 
 
-def test_trades_missed_while_disconnected_are_fetched_by_id(wh_url, monkeypatch):
+@pytest.mark.parametrize("venue_name", ["binance", "deribit"])
+def test_trades_missed_while_disconnected_are_fetched_by_id(venue_name, wh_url, monkeypatch):
     """The server drops the connection after 2,000 trades and resumes 300 trades later (lost,
-    as when a client is down): the trade ids jump, the live path fetches ids 3,000-3,299 from
-    the REST trade history (a local stand-in), holds bucket closing meanwhile, and the ticks
-    and candles are complete: equal to batch, nothing late, no gap left."""
+    as when a client is down): the trade numbers jump (Binance ids, Deribit trade_seq), the
+    live path fetches the 300 from the REST trade history (a local stand-in), holds bucket
+    closing meanwhile, and the ticks and candles are complete: equal to batch, nothing late,
+    no gap left."""
     rows = spot_run(5_000, 40_000)  # 200 s
-    messages = merged(binance_trades(rows, "btcusdt@trade"))
-    with ReplayServer(messages, drop_after=2_000, rewind=-300) as server, RestServer(trades=rows) as rest:
-        monkeypatch.setenv("MDH_REST_ENDPOINT_BINANCE", rest.endpoint)
-        summary, _ = stream(server, "binance", "BTCUSDT", 5_000, monkeypatch, wh=wh_url, count="trades",
+    if venue_name == "binance":
+        messages, symbol = merged(binance_trades(rows, "btcusdt@trade")), "BTCUSDT"
+        instrument, table = Instrument("binance", "BTCUSDT", "BINANCE:SPOT_PAIR:BTC-USDT"), "ticks_binance_btcusdt"
+    else:
+        rows = rows.with_columns(exchange=pl.lit("deribit"), symbol=pl.lit("BTC-PERPETUAL"))
+        messages, symbol = merged(deribit_trades(rows)), "BTC-PERPETUAL"
+        instrument, table = Instrument("deribit", symbol, "DERIBIT:PERPETUAL:BTC-USD"), "ticks_deribit_btc_perpetual"
+    v = venue(venue_name)
+    with ReplayServer(messages, drop_after=2_000, rewind=-300, rpc=venue_name == "deribit") as server, \
+            RestServer(trades=rows) as rest:
+        monkeypatch.setenv(v.rest_env, rest.endpoint)
+        summary, _ = stream(server, venue_name, symbol, 5_000, monkeypatch, wh=wh_url, count="trades",
                             timeframes=("15s", "1m"))
         assert server.connections == 2 and rest.requests == 1
     assert summary.reconnects == 1 and summary.gaps_unfilled == 0 and summary.late_trades == {"15s": 0, "1m": 0}
-    assert_ticks_equal(read(wh_url, "ticks_binance_btcusdt").sort("timestamp"), rows)
-    spot = Instrument("binance", "BTCUSDT", "BINANCE:SPOT_PAIR:BTC-USDT")
-    batch = candles(rows.select(TRADE_COLUMNS), DATE, spot, timeframes=("15s", "1m"))
+    assert_ticks_equal(read(wh_url, table).sort("timestamp"), rows)
+    batch = candles(rows.select(TRADE_COLUMNS), DATE, instrument, timeframes=("15s", "1m"))
     for tf in ("15s", "1m"):
         assert_matches_batch(read(wh_url, f"candles_live_{tf}"), batch[tf], tf)
 

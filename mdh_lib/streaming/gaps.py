@@ -1,21 +1,23 @@
-"""Trades missed while disconnected, fetched back from the venue's REST trade history by id.
+"""Trades missed while disconnected, fetched back from the venue's REST trade history.
 
-Binance trade ids (``t``) count up by one per trade of a symbol. After a reconnect (the feed
-queues `mdh_lib.streaming.connection.RECONNECTED`), `GapTracker` compares the first trade id
-of the new connection with the last one before it; a jump is a gap of known ids. The missing
-trades are fetched with ``GET /api/v3/historicalTrades`` (spot) or ``/fapi/v1/historicalTrades``
-(USDT-M), ``fromId`` + ``limit=1000`` pages, sent with ``X-MBX-APIKEY`` when
-``MDH_BINANCE_API_KEY`` is set (Binance asks for a key on some of these endpoints). Each
-trade is re-encoded as the websocket ``trade`` event it would have been and queued, so it
-takes the normal path (normalisation, dedupe); then a `GapDone` marker is queued.
+Each venue numbers an instrument's trades: Binance's trade id ``t`` and Deribit's
+``trade_seq`` count up by one per trade. After a reconnect (the feed queues
+`mdh_lib.streaming.connection.RECONNECTED`), `GapTracker` compares the first number of the
+new connection with the last one before it; a jump is a gap of known trades. They are
+fetched and re-encoded as the websocket messages they would have been, queued, and take the
+normal path (normalisation, dedupe); then a `GapDone` marker is queued.
+
+- Binance: ``GET /api/v3/historicalTrades`` (spot) or ``/fapi/v1/historicalTrades`` (USDT-M),
+  ``fromId`` + ``limit=1000`` pages, with ``X-MBX-APIKEY`` when ``MDH_BINANCE_API_KEY`` is set
+  (Binance asks for a key on some of these endpoints).
+- Deribit: ``GET /api/v2/public/get_last_trades_by_instrument`` with ``start_seq``,
+  ``end_seq``, ``count=1000``, ``sorting=asc`` pages.
 
 While a gap is open, buckets close only up to the exchange time of the last trade before it,
 so the fetched trades are never late. A gap that cannot be filled (no REST endpoint, the
 request fails, the history no longer reaches back) is logged, counted in the summary and
-recorded in the ``gaps_live`` table (instrument, first/last missing id, the exchange time
-span); closing then resumes, and the candles of the buckets it spans have ``gap`` true.
-
-Deribit is not covered: its stream is not checked for gaps (trade_seq would allow it).
+recorded in the ``gaps_live`` table (instrument, first/last missing number, the exchange
+time span); closing then resumes, and the candles of the buckets it spans have ``gap`` true.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ PAGE = 1_000
 
 @dataclass(frozen=True)
 class Gap:
-    first_id: int  # first missing trade id
-    last_id: int  # last missing trade id
+    first_id: int  # first missing trade number (Binance id, Deribit trade_seq)
+    last_id: int  # last missing trade number
     start: int  # exchange time of the last trade before the gap (us)
     end: int  # exchange time of the first trade after it (us)
 
@@ -53,7 +55,7 @@ class GapDone:
 
 
 class GapTracker:
-    """Finds gaps in Binance trade ids across reconnects and holds bucket closing while open."""
+    """Finds gaps in a venue's trade numbers across reconnects and holds bucket closing while open."""
 
     def __init__(self, instrument: Instrument):
         self.instrument = instrument
@@ -62,22 +64,23 @@ class GapTracker:
         self.open: list[Gap] = []
         self.unfilled: list[Gap] = []
 
-    def observe(self, trades: pl.DataFrame) -> Gap | None:
-        """Take a batch of new trades; a gap when it is the first after a reconnect and ids jump."""
-        ids = trades["id"].cast(pl.Int64, strict=False)
-        if ids.is_empty() or ids.null_count():
+    def observe(self, sequence: pl.DataFrame | None) -> Gap | None:
+        """Take a batch's trade numbers (``seq``, ``timestamp``); a gap when it is the first
+        batch after a reconnect and the numbers jump."""
+        if sequence is None or sequence.is_empty():
             return None
+        seq = sequence["seq"]
         gap = None
-        i = ids.arg_min()
-        if self.reconnected and self.last is not None and ids[i] > self.last[0] + 1:
-            gap = Gap(self.last[0] + 1, ids[i] - 1, self.last[1], trades["timestamp"][i])
+        i = seq.arg_min()
+        if self.reconnected and self.last is not None and seq[i] > self.last[0] + 1:
+            gap = Gap(self.last[0] + 1, seq[i] - 1, self.last[1], sequence["timestamp"][i])
             self.open.append(gap)
             log.warning("%s: trades %d to %d were missed while disconnected; fetching them",
                         self.instrument.instrument_key, gap.first_id, gap.last_id)
         self.reconnected = False
-        j = ids.arg_max()
-        if self.last is None or ids[j] > self.last[0]:
-            self.last = (ids[j], trades["timestamp"][j])
+        j = seq.arg_max()
+        if self.last is None or seq[j] > self.last[0]:
+            self.last = (seq[j], sequence["timestamp"][j])
         return gap
 
     def done(self, marker: GapDone) -> None:
@@ -91,30 +94,54 @@ class GapTracker:
         return min(g.start for g in self.open) + 1 if self.open else None
 
 
-async def fetch_gap(base: str, exchange: str, instrument: Instrument, gap: Gap, queue: asyncio.Queue) -> None:
-    """Queue the gap's trades as websocket trade frames, then `GapDone`."""
+async def _binance_pages(session: aiohttp.ClientSession, base: str, exchange: str, instrument: Instrument,
+                         gap: Gap):
+    """Pages of the gap's trades as Binance ``trade`` websocket frames."""
     path = "/fapi/v1/historicalTrades" if exchange == "binance-futures" else "/api/v3/historicalTrades"
     key = os.environ.get("MDH_BINANCE_API_KEY")
     headers = {"X-MBX-APIKEY": key} if key else {}
     stream = f"{instrument.symbol.lower()}@trade"
-    next_id, filled = gap.first_id, False
+    next_id = gap.first_id
+    while next_id <= gap.last_id:
+        params = {"symbol": instrument.symbol, "fromId": next_id, "limit": PAGE}
+        async with session.get(base + path, params=params, headers=headers) as response:
+            response.raise_for_status()
+            page = [t for t in orjson.loads(await response.read()) if t["id"] <= gap.last_id]
+        if not page or page[0]["id"] != next_id:
+            raise LookupError(f"the history starts at {page[0]['id'] if page else 'nothing'}, not {next_id}")
+        yield [{"stream": stream, "data": {
+            "e": "trade", "E": t["time"], "T": t["time"], "s": instrument.symbol, "t": t["id"], "p": t["price"],
+            "q": t["qty"], "m": t["isBuyerMaker"]}} for t in page]
+        next_id = page[-1]["id"] + 1
+
+
+async def _deribit_pages(session: aiohttp.ClientSession, base: str, instrument: Instrument, gap: Gap):
+    """Pages of the gap's trades as Deribit ``trades`` notifications."""
+    channel = f"trades.{instrument.symbol}.100ms"
+    next_seq = gap.first_id
+    while next_seq <= gap.last_id:
+        params = {"instrument_name": instrument.symbol, "start_seq": next_seq, "end_seq": gap.last_id,
+                  "count": PAGE, "sorting": "asc"}
+        async with session.get(base + "/api/v2/public/get_last_trades_by_instrument", params=params) as response:
+            response.raise_for_status()
+            page = orjson.loads(await response.read())["result"]["trades"]
+        if not page or page[0]["trade_seq"] != next_seq:
+            raise LookupError(f"the history starts at {page[0]['trade_seq'] if page else 'nothing'}, not {next_seq}")
+        yield [{"jsonrpc": "2.0", "method": "subscription", "params": {"channel": channel, "data": page}}]
+        next_seq = page[-1]["trade_seq"] + 1
+
+
+async def fetch_gap(base: str, exchange: str, instrument: Instrument, gap: Gap, queue: asyncio.Queue) -> None:
+    """Queue the gap's trades as websocket frames, then `GapDone`."""
+    filled = False
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), headers=headers) as session:
-            while next_id <= gap.last_id:
-                params = {"symbol": instrument.symbol, "fromId": next_id, "limit": PAGE}
-                async with session.get(base + path, params=params) as response:
-                    response.raise_for_status()
-                    page = orjson.loads(await response.read())
-                page = [t for t in page if t["id"] <= gap.last_id]
-                if not page or page[0]["id"] != next_id:
-                    raise LookupError(f"history starts at {page[0]['id'] if page else 'nothing'}, not {next_id}")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            pages = (_deribit_pages(session, base, instrument, gap) if exchange == "deribit"
+                     else _binance_pages(session, base, exchange, instrument, gap))
+            async for frames in pages:
                 received = time.time_ns() // 1_000
-                for t in page:
-                    frame = {"stream": stream, "data": {
-                        "e": "trade", "E": t["time"], "T": t["time"], "s": instrument.symbol, "t": t["id"],
-                        "p": t["price"], "q": t["qty"], "m": t["isBuyerMaker"]}}
+                for frame in frames:
                     await queue.put((received, orjson.dumps(frame).decode()))
-                next_id = page[-1]["id"] + 1
         filled = True
     except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError, LookupError, KeyError) as exc:
         log.error("%s: trades %d to %d could not be fetched (%s); the gap stays in gaps_live",

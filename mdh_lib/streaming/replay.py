@@ -97,18 +97,19 @@ def _deribit(channel: str, data) -> str:
                          "params": {"channel": channel, "data": data}}).decode()
 
 
+def _deribit_trade(seq: int, r: dict, liquidation: str | None = None) -> dict:
+    t = {"trade_seq": seq, "trade_id": str(r["id"]), "timestamp": _ms(r["timestamp"]), "tick_direction": 0,
+         "price": r["price"], "mark_price": r["price"], "instrument_name": r["symbol"], "index_price": r["price"],
+         "direction": r["side"], "amount": r["amount"]}
+    return {**t, "liquidation": liquidation} if liquidation else t
+
+
 def deribit_trades(trades: pl.DataFrame, liquidation: dict[str, str] | None = None) -> list[tuple[int, str]]:
-    """Deribit ``trades.{instrument}.100ms`` notifications, one trade each; ``liquidation``
-    maps trade ids to the ``liquidation`` field (M, T or MT)."""
+    """Deribit ``trades.{instrument}.100ms`` notifications, one trade each, ``trade_seq`` = the
+    row number; ``liquidation`` maps trade ids to the ``liquidation`` field (M, T or MT)."""
     liquidation = liquidation or {}
-
-    def trade(i: int, r: dict) -> dict:
-        t = {"trade_seq": i, "trade_id": str(r["id"]), "timestamp": _ms(r["timestamp"]), "tick_direction": 0,
-             "price": r["price"], "mark_price": r["price"], "instrument_name": r["symbol"], "index_price": r["price"],
-             "direction": r["side"], "amount": r["amount"]}
-        return {**t, "liquidation": liquidation[t["trade_id"]]} if t["trade_id"] in liquidation else t
-
-    return [(r["local_timestamp"], _deribit(f"trades.{r['symbol']}.100ms", [trade(i, r)]))
+    return [(r["local_timestamp"], _deribit(f"trades.{r['symbol']}.100ms",
+                                            [_deribit_trade(i, r, liquidation.get(str(r["id"])))]))
             for i, r in enumerate(trades.iter_rows(named=True))]
 
 
@@ -224,7 +225,10 @@ class RestServer:
     """Binance's REST endpoints the live path uses, on 127.0.0.1 (a free port) in a background
     thread: ``GET /fapi/v1/openInterest?symbol=S`` answers ``open_interest()``;
     ``GET /fapi/v1/historicalTrades`` and ``/api/v3/historicalTrades`` (``fromId``, ``limit``)
-    page through ``trades`` (Tardis trade rows, numeric ids). ``requests`` counts answers."""
+    page through ``trades`` (Tardis trade rows, numeric ids), and Deribit's
+    ``GET /api/v2/public/get_last_trades_by_instrument`` (``start_seq``, ``end_seq``,
+    ``count``) through them with ``trade_seq`` = the row number, as `deribit_trades` numbers
+    them. ``requests`` counts answers."""
 
     def __init__(self, open_interest=lambda: 0.0, trades: pl.DataFrame | None = None):
         self.open_interest, self.trades = open_interest, trades
@@ -253,9 +257,19 @@ class RestServer:
                  "isBuyerMaker": r["side"] == "sell", "isBestMatch": True} for r in rows.iter_rows(named=True)]
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
+    async def _deribit_history(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        q = request.query
+        first, last, count = int(q["start_seq"]), int(q["end_seq"]), int(q.get("count", 10))
+        rows = self.trades.with_row_index("seq").filter(pl.col("seq").is_between(first, last)).head(count)
+        trades = [_deribit_trade(r["seq"], r) for r in rows.iter_rows(named=True)]
+        body = {"jsonrpc": "2.0", "result": {"trades": trades, "has_more": bool(trades) and trades[-1]["trade_seq"] < last}}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         app = web.Application()
+        app.router.add_get("/api/v2/public/get_last_trades_by_instrument", self._deribit_history)
         app.router.add_get("/fapi/v1/openInterest", self._handle)
         for path in ("/fapi/v1/historicalTrades", "/api/v3/historicalTrades"):
             app.router.add_get(path, self._history)

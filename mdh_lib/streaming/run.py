@@ -135,7 +135,7 @@ class Pipeline:
         self._ticker_time: int | None = None
         self._grace_us = int(self.settings.close_grace * 1e6)
         self._idle_us = int(self.settings.idle_close * 1e6)
-        self.gaps = GapTracker(instrument) if v.exchange.startswith("binance") else None
+        self.gaps = GapTracker(instrument)
         self.new_gaps: list[Gap] = []  # found by `process`, for the caller to fetch
         timeframes = tuple(timeframes)
         self.candles = LiveCandles(
@@ -158,10 +158,9 @@ class Pipeline:
             log.warning("messages for %s on the %s connection rejected (counted, logged once)",
                         batch.foreign_symbol, self.instrument.symbol)
         trades, dups = self.dedupe(batch.trades)
-        if self.gaps is not None and trades.height:
-            gap = self.gaps.observe(trades)
-            if gap is not None:
-                self.new_gaps.append(gap)
+        gap = self.gaps.observe(batch.sequence)
+        if gap is not None:
+            self.new_gaps.append(gap)
         c.malformed += len(bad) + batch.malformed
         c.ignored += batch.ignored
         c.foreign += batch.foreign
@@ -189,11 +188,10 @@ class Pipeline:
 
     def _close(self, until: int | None) -> Closed:
         """Close up to exchange time ``until``, but not past an open gap's start."""
-        hold = self.gaps.hold if self.gaps is not None else None
+        hold = self.gaps.hold
         if until is not None and hold is not None:
             until = min(until, hold)
-        unfilled = self.gaps.unfilled if self.gaps is not None else []
-        return self.candles.close(until, unfilled) if self.candles is not None else ({}, {})
+        return self.candles.close(until, self.gaps.unfilled) if self.candles is not None else ({}, {})
 
     def _watermark_until(self) -> int | None:
         w = self.clock.watermark
@@ -202,7 +200,7 @@ class Pipeline:
     def tick(self, now_us: int, *, final: bool = False) -> Closed:
         """What closes by the estimated exchange time: a quiet market (the caller found no
         frame waiting), or the stop (``final``: gaps still being fetched count as unfilled)."""
-        if final and self.gaps is not None:
+        if final:
             for gap in list(self.gaps.open):
                 self.gaps.done(GapDone(gap, False))
         est = self.clock.estimate(now_us)
@@ -212,8 +210,7 @@ class Pipeline:
 
     def reconnected(self) -> None:
         """The feed reconnected: the next trade ids show whether trades were missed."""
-        if self.gaps is not None:
-            self.gaps.reconnected = True
+        self.gaps.reconnected = True
 
     def gap_done(self, marker: GapDone) -> Closed:
         """A gap's fetched trades are processed (or the fetch failed): closing resumes."""
@@ -405,7 +402,7 @@ class LiveStream:
                 items.append(queue.get_nowait())
             for i in range(0, len(items), s.max_batch):
                 self._process(sink, items[i:i + s.max_batch])
-            open_gaps = list(self.pipeline.gaps.open) if self.pipeline.gaps is not None else []
+            open_gaps = list(self.pipeline.gaps.open)
             self._emit(sink, self.pipeline.tick(time.time_ns() // 1_000, final=True))
             for gap in open_gaps:
                 self._gap_row(sink, gap)
@@ -420,7 +417,7 @@ class LiveStream:
             seconds=time.monotonic() - t0, counts=self.pipeline.counts, connections=st.connections,
             reconnects=st.reconnects, stale_reconnects=st.stale, rotations=st.rotations,
             late_trades=dict(candles.late) if candles else {}, late_other=candles.late_other if candles else 0,
-            gaps_unfilled=len(self.pipeline.gaps.unfilled) if self.pipeline.gaps is not None else 0,
+            gaps_unfilled=len(self.pipeline.gaps.unfilled),
             written=dict(sink.written), write_failures=dict(sink.failed),
         )
 

@@ -85,7 +85,8 @@ class Batch:
     own, see `with_ticker_time`), book snapshots (BOOK_SCHEMA; ``timestamp`` null when the
     venue sends none), and how many messages were malformed (parsed as JSON but missing
     what the event needs), ignored (acks, other events, off-book trades) or foreign (another
-    instrument)."""
+    instrument). ``sequence``: the venue's per-instrument trade counter (Binance ``t``,
+    Deribit ``trade_seq``) of every trade message, kept ones or not, to find gaps."""
 
     trades: pl.DataFrame
     liquidations: pl.DataFrame
@@ -95,6 +96,7 @@ class Batch:
     ignored: int = 0
     foreign: int = 0
     foreign_symbol: str | None = None
+    sequence: pl.DataFrame | None = None  # ``seq``, ``timestamp`` of each trade: the venue's trade counter
 
 
 def empty_trades() -> pl.DataFrame:
@@ -245,6 +247,7 @@ def _binance_normalize(parsed: dict[str, pl.DataFrame], instrument: Instrument) 
             .when(stream.str.ends_with("@openInterest")).then(pl.lit("oi")))
     d = d.with_columns(kind=kind)
 
+    sequence = d.filter(pl.col("kind") == "trade").select(seq=pl.col("t"), timestamp=_ms(pl.col("T"))).drop_nulls()
     trade = d.filter((pl.col("kind") == "trade") & ~pl.col("X").is_in(OFF_BOOK).fill_null(False)).with_columns(
         price=_num("p"), amount=_num("q"))
     off_book = d.filter(pl.col("kind") == "trade").height - trade.height
@@ -280,7 +283,7 @@ def _binance_normalize(parsed: dict[str, pl.DataFrame], instrument: Instrument) 
     malformed = (trade.height - trades.height) + (filled.height - liquidations.height) + (
         tick.height - ticker.height) + (depth.height - book.height)
     ignored = d.height - trade.height - force.height - tick.height + not_filled
-    return Batch(trades, liquidations, ticker, book, malformed, ignored, n_foreign, foreign_symbol)
+    return Batch(trades, liquidations, ticker, book, malformed, ignored, n_foreign, foreign_symbol, sequence)
 
 
 def _binance_pair(symbol: str) -> tuple[str, str] | None:
@@ -302,8 +305,9 @@ def _binance(exchange: str, kind: str, base: str, streams: tuple[str, ...], rest
 
 # --- Deribit: JSON-RPC notifications; trades come as a list, ticker and book as an object -------
 
-_DERIBIT_TRADE = pl.Struct({"trade_id": pl.String, "timestamp": pl.Int64, "price": pl.Float64, "amount": pl.Float64,
-                            "direction": pl.String, "instrument_name": pl.String, "liquidation": pl.String})
+_DERIBIT_TRADE = pl.Struct({"trade_id": pl.String, "trade_seq": pl.Int64, "timestamp": pl.Int64, "price": pl.Float64,
+                            "amount": pl.Float64, "direction": pl.String, "instrument_name": pl.String,
+                            "liquidation": pl.String})
 _DERIBIT_OBJECT = pl.Struct({
     "timestamp": pl.Int64, "instrument_name": pl.String, "open_interest": pl.Float64, "mark_price": pl.Float64,
     "index_price": pl.Float64, "current_funding": pl.Float64,
@@ -366,8 +370,9 @@ def _deribit_normalize(parsed: dict[str, pl.DataFrame], instrument: Instrument) 
     malformed = bad_msgs + rows.height - trades.height + tick.height - ticker.height + books.height - book.height
     known = trades_msgs.height + tick.height + books.height + objects_foreign.height
     ignored = parsed["trades"].height + parsed["object"].height - known - n_foreign
+    sequence = rows.select(seq=pl.col("trade_seq"), timestamp=_ms(pl.col("timestamp"))).drop_nulls()
     return Batch(trades, liquidations, ticker, book, malformed, ignored,
-                 n_foreign + rows_foreign + objects_foreign.height, foreign_symbol)
+                 n_foreign + rows_foreign + objects_foreign.height, foreign_symbol, sequence)
 
 
 def _deribit_symbol(base: str, quote: str) -> str:
