@@ -1,12 +1,15 @@
-"""Live streaming: exchange websockets -> normalised ticks and live candles -> warehouse.
+"""Live streaming: exchange websockets -> normalised ticks, live candles and book features -> warehouse.
 
-- `venues`: per-venue URL, subscription, message schema and Tardis-style normalisation
+- `venues`: per-venue URL, subscription, message schemas and Tardis's normalisation
 - `connection`: reconnects with backoff, stale-stream timeout, connection rotation
 - `ticks`: batch parsing with malformed-frame isolation, trade-id deduplication
-- `live_candles`: the batch candle code applied to each closed bucket
-- `sinks`: warehouse writes off the event loop
+- `clock`: exchange time as the receiver knows it (what closes buckets)
+- `live_candles`: the batch candle and book-feature code applied to each closed bucket
+- `rest`: data only served over REST (Binance open interest), polled into the frame queue
+- `gaps`: trades missed while disconnected, fetched back from the REST trade history
+- `sinks`: warehouse writes off the event loop (Arrow tables only)
 - `run`: the orchestration (`run_stream`), signals and ``--duration``
-- `replay`: a local websocket server replaying exchange-format messages (tests, benchmarks)
+- `replay`: local websocket and REST stand-ins replaying exchange-format messages (tests, benchmarks)
 """
 
 from mdh_lib.streaming.run import LIVE_TIMEFRAMES, Pipeline, StreamSettings, Summary, candle_lines, run_stream

@@ -32,7 +32,8 @@ Settings (environment; the defaults suit the public exchanges):
 | MDH_WS_CLOSE_GRACE | exchange-time seconds past a bucket end before it closes | 0.5 |
 | MDH_WS_IDLE_CLOSE | estimated exchange-time seconds past a bucket end before a quiet market closes it | 2 |
 | MDH_REST_POLL_INTERVAL | seconds between REST polls (Binance USDT-M open interest) | 5 |
-| MDH_REST_ENDPOINT_{VENUE} | REST base URL (see `mdh_lib.streaming.rest`) | the exchange's |
+| MDH_REST_ENDPOINT_{VENUE} | REST base URL (see `mdh_lib.streaming.rest`); unset while MDH_WS_ENDPOINT_{VENUE} is set: no REST | the exchange's |
+| MDH_BINANCE_API_KEY | sent as X-MBX-APIKEY when fetching missed trades (`mdh_lib.streaming.gaps`) | none |
 """
 
 from __future__ import annotations
