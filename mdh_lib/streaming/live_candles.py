@@ -18,6 +18,8 @@ Policies (documented in the README):
   The bucket still open at the stop is not emitted either; its trades are in the ticks table.
 - An event (trade, liquidation, ticker or book update) for an already closed bucket is late:
   counted and logged, not in any row (batch includes it, so that row differs from batch).
+  Binance pushes at most one liquidation a second per symbol, up to a second after it
+  happened: a close grace of 1 s keeps every one in its bucket.
 - Empty buckets between closed ones are emitted on the grid as batch does (trade_count 0,
   volume 0, null prices; the book carries the last snapshot's state).
 - ``gap`` (after the batch columns): true when trades of the bucket were missed while
