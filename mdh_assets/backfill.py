@@ -37,6 +37,7 @@ class Results:
     context: dg.AssetExecutionContext
     done: list[tuple[dg.AssetKey, str, dict]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    skipped: int = 0  # partitions the day's definitions call for no such data (nothing to write)
 
     def materialized(self, asset_key: dg.AssetKey, partition: str, metadata: dict) -> None:
         self.done.append((asset_key, partition, metadata))
@@ -45,11 +46,15 @@ class Results:
         self.failures.append(line)
 
     def finish(self, asset_keys: list[dg.AssetKey]):
-        """The step's last events; raises `dg.Failure` (one line per failed partition)."""
-        if self.failures:
+        """The step's last events; raises `dg.Failure` (one line per failed partition). When a
+        partition failed or was skipped, the written ones are reported one by one (an output
+        would mark the whole range materialized)."""
+        if self.failures or self.skipped:
             for key, partition, metadata in self.done:
                 yield dg.AssetMaterialization(asset_key=key, partition=partition, metadata=metadata)
-            raise dg.Failure(description="\n".join(self.failures))
+            if self.failures:
+                raise dg.Failure(description="\n".join(self.failures))
+            return
         for key, partition, metadata in self.done:
             self.context.add_asset_metadata(metadata, asset_key=key, partition_key=partition)
         for key in asset_keys:

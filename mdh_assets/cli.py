@@ -52,6 +52,10 @@ def _csv(text: str) -> tuple[str, ...]:
 def _dates(args) -> list[dt.date]:
     from mdh_assets.runs import date_range
 
+    first = load_settings().universe.start_date
+    if args.start_date < first:
+        raise UsageError(f"--start-date {args.start_date} is before the first partition day {first} "
+                         "(start_date in the [universe] table of mdh.toml)")
     if args.end_date < args.start_date:
         raise UsageError(f"--end-date {args.end_date} is before --start-date {args.start_date}")
     if args.end_date >= dt.datetime.now(dt.timezone.utc).date():
@@ -113,23 +117,38 @@ def cmd_instruments(args) -> int:
     return 1 if _fail_lines(outcomes) else 0
 
 
-def _checked(rt, dates, filters):
-    """Definitions for every day, and the expected partitions; an unknown venue or symbol
-    is a usage error. Says which days are past the raw retention window."""
-    from mdh_assets.pipeline import ensure_instruments, expected_for
-    from mdh_lib.retention import is_expired, retention_cutoff
+def _retention(rt, dates, filters, strict: bool) -> None:
+    """Days past a venue's raw retention: a usage error when ``strict`` (a download without
+    --force), else a note (they are reported ``expired``, never missing)."""
+    from mdh_lib.retention import Retention
 
+    retention = Retention.of(rt.settings)
+    expired = [(d, v) for d in dates for v in filters.venues or rt.settings.universe.exchanges
+               if retention.expired(d, v)]
+    if not expired:
+        return
+    day, venue = expired[0]
+    setting = (f"raw_retention_days of {venue} in mdh.toml" if venue in retention.days
+               else "MDH_RAW_RETENTION_DAYS")
+    text = (f"{day} is past the {retention.days_for(venue)}-day raw retention of {venue} (first kept day "
+            f"{retention.cutoff(venue)}; {setting}, 0 keeps every day)")
+    if strict:
+        raise UsageError(f"{text}: add --force to download it anyway")
+    err.print(f"note: {len({d for d, _ in expired})} of these days are past a venue's raw retention, e.g. {text}; "
+              "they are reported expired, not missing", highlight=False)
+
+
+def _checked(rt, dates, filters, strict_retention: bool = False):
+    """Definitions for every day, and the expected partitions; an unknown venue or symbol
+    is a usage error, and so is a day past a venue's retention when ``strict_retention``."""
+    from mdh_assets.pipeline import ensure_instruments, expected_for
+
+    _retention(rt, dates, filters, strict_retention)
     failures = [o for o in ensure_instruments(rt, dates) if not o.success]
     expected = [e for d in dates for e in expected_for(rt, d)]
     problem = filters.unmatched(rt.settings.universe.exchanges, expected)
     if problem and not failures:
         raise UsageError(problem)
-    cutoff = retention_cutoff(rt.settings.raw_retention_days)
-    expired = sorted({d for d in dates if is_expired(d, cutoff)})
-    if expired:
-        err.print(f"note: {len(expired)} of these days ({expired[0]}..{expired[-1]}) are older than the "
-                  f"{rt.settings.raw_retention_days}-day raw retention (first kept day {cutoff}): they are "
-                  "not reported missing nor downloaded; MDH_RAW_RETENTION_DAYS=0 keeps every day", highlight=False)
     return expected, failures
 
 
@@ -192,7 +211,7 @@ def _download(rt, dates, filters, force: bool) -> tuple[list, list]:
     from mdh_assets.pipeline import download_targets, refresh_reports, run_groups, unwritten
     from mdh_assets.runs import RunOutcome
 
-    expected, failures = _checked(rt, dates, filters)
+    expected, failures = _checked(rt, dates, filters, strict_retention=not force)
     targets = download_targets(rt, expected, filters, force)
     outcomes = _run_all(rt, run_groups(targets), "ingesting")
     refresh_reports(rt, dates)

@@ -14,6 +14,8 @@ import time
 
 from mdh_lib.config import load_settings
 
+# The demo's sample days (or the first partition days, when the universe starts later).
+DEMO_START = dt.date(2024, 1, 1)
 SHOWN = ["timestamp", "open", "high", "low", "close", "volume", "trade_count", "delay_median"]
 
 
@@ -26,11 +28,9 @@ def run_demo(days: int = 2) -> int:
     from mdh_lib.sample_server import SampleServer
     from mdh_lib.timeframes import TIMEFRAMES
 
-    # The demo replays fixed historical sample days: the raw retention window (counted back
-    # from today) would expire them, so it is off for this run unless set explicitly.
-    os.environ.setdefault("MDH_RAW_RETENTION_DAYS", "0")
     settings = load_settings()
-    dates = [settings.universe.start_date + dt.timedelta(days=i) for i in range(days)]
+    first = max(DEMO_START, settings.universe.start_date)
+    dates = [first + dt.timedelta(days=i) for i in range(days)]
     t0 = time.monotonic()
     steps = []
 
@@ -44,8 +44,7 @@ def run_demo(days: int = 2) -> int:
         os.environ["TARDIS_DATASETS_ENDPOINT"] = os.environ["TARDIS_API_ENDPOINT"] = server.endpoint
         rt = Runtime(load_settings())
         cli.out.print(f"[bold]mdh demo[/bold]: sample server at {server.url}, data root {rt.storage.root}, "
-                      f"days {dates[0]}..{dates[-1]}" + (" (raw retention off: the sample days are historical)"
-                                                          if not settings.raw_retention_days else ""))
+                      f"days {dates[0]}..{dates[-1]}")
         failures = [o for o in ensure_instruments(rt, dates, force=True) if not o.success]
         _, more = step("download raw ticks", lambda: cli._download(rt, dates, Filters(), force=False))
     step("candles, book and options features", lambda: cli._process(rt, dates, Filters(), "candle", tuple(TIMEFRAMES)))

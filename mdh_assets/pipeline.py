@@ -27,7 +27,7 @@ from mdh_lib.definitions import Expected, expected_partitions
 from mdh_lib.instruments import InstrumentKey
 from mdh_lib.catalog import Catalog
 from mdh_lib.layout import missing_report_path
-from mdh_lib.retention import retention_cutoff
+from mdh_lib.retention import Retention
 from mdh_lib.storage import Storage
 
 
@@ -134,31 +134,34 @@ def refresh_reports(rt: Runtime, dates: list[dt.date]) -> tuple[pa.Table | None,
     return (pa.concat_tables(tables) if tables else None), [o for o in outcomes if not o.success]
 
 
-def download_targets(rt: Runtime, expected: list[Expected], filters: Filters, force: bool) -> list[Expected]:
-    """What `mdh download` fetches: the missing and failed partitions (the report's
-    statuses, read from the instance), or with ``force`` every expected partition. Partitions
-    that a live run is writing are waited for first (`PoolGate.until`): if that run fails
-    they are fetched here, so the command never ends with one of them unwritten."""
-    wanted = [e for e in expected if filters.keep(e)]
-    if force:
-        return wanted
-    cutoff = retention_cutoff(rt.settings.raw_retention_days)
-
+def settled_statuses(rt: Runtime, expected: list[Expected], retention: Retention | None = None) -> list[dict]:
+    """The status rows of ``expected`` once no other live run is writing any of them (waited
+    for with `PoolGate.until`: recovered orphans are no longer in progress)."""
     def settled() -> tuple[list[dict]] | None:
-        """The statuses once no partition is in progress (in a tuple: true even when empty)."""
-        rows = status_table(rt.instance, wanted, cutoff).to_pylist()
+        rows = status_table(rt.instance, expected, retention).to_pylist()
         return None if any(r["status"] == "in_progress" for r in rows) else (rows,)
 
     found = settled() or rt.gate.until(settled, lambda: f"partitions being written by {rt.gate.running()}", poll=2.0)
-    rows = found[0]
+    return found[0]
+
+
+def download_targets(rt: Runtime, expected: list[Expected], filters: Filters, force: bool) -> list[Expected]:
+    """What `mdh download` fetches: the missing and failed partitions (the report's
+    statuses, read from the instance), or with ``force`` every expected partition. Partitions
+    that a live run is writing are waited for first: if that run fails they are fetched here."""
+    wanted = [e for e in expected if filters.keep(e)]
+    if force:
+        return wanted
+    rows = settled_statuses(rt, wanted, Retention.of(rt.settings))
     todo = {(r["date"], r["data_type"], r["instrument_key"]) for r in rows if r["status"] in REPORTED}
     return [e for e in wanted if (e.date, e.data_type, e.key) in todo]
 
 
 def unwritten(rt: Runtime, targets: list[Expected]) -> list[Expected]:
-    """The targets that are still not materialized."""
-    rows = status_table(rt.instance, targets).to_pylist()
-    left = {(r["date"], r["data_type"], r["instrument_key"]) for r in rows if r["status"] != "materialized"}
+    """The targets that are not materialized once no other run is writing them (so that a
+    command never ends successfully with one of them unwritten)."""
+    left = {(r["date"], r["data_type"], r["instrument_key"]) for r in settled_statuses(rt, targets)
+            if r["status"] != "materialized"}
     return [e for e in targets if (e.date, e.data_type, e.key) in left]
 
 
@@ -199,20 +202,25 @@ def run_groups(targets: list[Expected]) -> list[Group]:
 def processing_groups(rt: Runtime, dates: list[dt.date], filters: Filters, step: str,
                       timeframes: tuple[str, ...]) -> list[Group]:
     """Runs for `mdh candle-processing` (options features of the underlyings first, one run
-    per partition, then candles and book per instrument over ranges of days) or
-    `mdh mft-processing` (MFT per instrument over ranges of days)."""
+    per partition, then per instrument over ranges of days: candles where it has trades, book
+    features where it has book snapshots) or `mdh mft-processing` (MFT per instrument with
+    trades, over ranges of days)."""
     from mdh_lib.timeframes import MFT_TIMEFRAMES
 
-    if step == "mft":
-        keys = [dg.AssetKey(["features", "mft", tf]) for tf in timeframes if tf in MFT_TIMEFRAMES]
-    else:
-        keys = [dg.AssetKey([kind, tf]) for kind in ("candles", "book") for tf in timeframes]
+    # data type an instrument needs -> the assets it feeds
+    feeds = {"trades": [dg.AssetKey(["features", "mft", tf]) for tf in timeframes if tf in MFT_TIMEFRAMES]} \
+        if step == "mft" else {"trades": [dg.AssetKey(["candles", tf]) for tf in timeframes],
+                               "book_snapshot_5": [dg.AssetKey(["book", tf]) for tf in timeframes]}
     first, days = [], {}
     for date in dates:
         expected = [e for e in expected_for(rt, date) if filters.keep(e)]
-        instruments = sorted({e.key for e in expected if e.data_type == "trades"})
-        for key in instruments:
-            days.setdefault((key,), []).append(date)
+        has: dict[str, set[str]] = {}
+        for e in expected:
+            if e.data_type in feeds:
+                has.setdefault(e.key, set()).add(e.data_type)
+        for key, types in has.items():
+            days.setdefault((key, tuple(sorted(types))), []).append(date)
+        instruments = sorted(k for k, types in has.items() if "trades" in types)
         if step == "mft":
             continue
         bases = {InstrumentKey.parse(k).base for k in instruments}
@@ -220,7 +228,8 @@ def processing_groups(rt: Runtime, dates: list[dt.date], filters: Filters, step:
                               if e.data_type == "options_chain" and InstrumentKey.parse(e.key).symbol in bases
                               and (not filters.venues or e.exchange in filters.venues)})
         first += [(pk, pk, [dg.AssetKey(["features", "options"])]) for pk in (str(partition_key(date, u)) for u in underlyings)]
-    return first + (_ranges(days, lambda entry: keys) if keys else [])
+    groups = _ranges(days, lambda entry: [k for t in entry[1] for k in feeds[t]])
+    return first + [g for g in groups if g[2]]
 
 
 def upload_groups(rt: Runtime, dates: list[dt.date], filters: Filters, timeframes: tuple[str, ...]) -> list[Group]:

@@ -65,16 +65,22 @@ class TimeframeRun(Results):
 
     def each(self, storage: Storage, what: str, compute: Callable):
         """The run's events: for each partition (`run_partitions`), ``compute(catalog, date,
-        key, timeframes)`` gives (frames, check failures per timeframe, metadata function) or
+        key, timeframes)`` gives (frames, check failures per timeframe, metadata function), None
+        when the day's definitions call for no such data for the instrument (a spot pair
+        listed without book snapshots gets no book features, and that is no failure), or
         raises `dg.Failure` for that partition alone; then the checks and `Results.finish`."""
         catalog = Catalog(storage)
         for partition in run_partitions(self.context):
             _, date, key = partition
             try:
-                frames, failures, metadata = compute(catalog, date, key, self.timeframes)
+                computed = compute(catalog, date, key, self.timeframes)
             except dg.Failure as exc:
                 self.failed(exc.description)
                 continue
+            if computed is None:
+                self.skipped += 1
+                continue
+            frames, failures, metadata = computed
             self.write(storage, f"{what} {date} {key}", partition, frames, failures, metadata)
         for tf, problems in self.problems.items():
             yield dg.AssetCheckResult(asset_key=self.keys[tf], check_name=self.check, passed=not problems,

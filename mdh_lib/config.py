@@ -35,7 +35,10 @@ SETTING_NAMES = (
     "MDH_RAW_RETENTION_DAYS",
     "MDH_SLOT_WAIT",
 )
-DEFAULT_RAW_RETENTION_DAYS = 30
+DEFAULT_RAW_RETENTION_DAYS = 0  # keep everything (`mdh_lib.retention`)
+# The earliest day Tardis serves: the default first partition day, so any historical day
+# can be backfilled with no setting changed.
+FIRST_TARDIS_DAY = dt.date(2019, 3, 30)
 DEFAULT_SLOT_WAIT = 600.0
 
 
@@ -54,6 +57,7 @@ class VenueUniverse:
     symbols: tuple[str, ...] = ()
     instrument_types: tuple[str, ...] = ()  # empty = every type the symbols resolve to
     option_underlyings: tuple[str, ...] = ()
+    raw_retention_days: int | None = None  # None: MDH_RAW_RETENTION_DAYS (`mdh_lib.retention`)
 
 
 DEFAULT_VENUES = (
@@ -69,17 +73,18 @@ class Universe:
 
     ``[universe]`` in mdh.toml::
 
-        start_date = "2024-01-01"
+        start_date = "2019-03-30"          # the default: the earliest day Tardis serves
         [[universe.venues]]
         exchange = "binance"
         symbols = ["BTCUSDT", "ETHUSDT"]
+        raw_retention_days = 30            # optional; default MDH_RAW_RETENTION_DAYS (0: keep all)
         [[universe.venues]]
         exchange = "deribit"
         symbols = ["BTC-PERPETUAL"]
         option_underlyings = ["BTC"]
     """
 
-    start_date: dt.date = dt.date(2024, 1, 1)
+    start_date: dt.date = FIRST_TARDIS_DAY
     venues: tuple[VenueUniverse, ...] = DEFAULT_VENUES
 
     def venue(self, exchange: str) -> VenueUniverse | None:
@@ -123,6 +128,9 @@ def _universe(raw: dict) -> Universe:
             symbols=tuple(v.get("symbols", ())),
             instrument_types=tuple(t.upper() for t in v.get("instrument_types", ())),
             option_underlyings=tuple(u.upper() for u in v.get("option_underlyings", ())),
+            raw_retention_days=None if v.get("raw_retention_days") is None else non_negative(
+                f"raw_retention_days of venue {v['exchange']}", str(v["raw_retention_days"]), int,
+                " (days; 0 keeps everything)"),
         )
         for v in raw.get("venues", ())
     )

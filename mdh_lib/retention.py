@@ -1,6 +1,9 @@
-"""Raw tick retention: the tier-1 universe (every instrument of the configured venues) keeps
-`MDH_RAW_RETENTION_DAYS` days of raw ticks (default 30; 0 keeps everything).
+"""Raw tick retention, a per-venue setting and off by default: the main job is historical
+backfill, and a window counted back from today would silently skip every older day.
 
+A venue keeps ``raw_retention_days`` days of raw ticks (its `[[universe.venues]]` entry in
+mdh.toml), else `MDH_RAW_RETENTION_DAYS` (default 0: keep everything). The seed's tier 1
+("all instruments, 1 month TTL") is ``raw_retention_days = 30`` on each venue (README).
 Only raw ticks expire: candles, book and MFT features, the reports and the warehouse tables
 are small and stay. The window counts back from a day's end: as of 2026-11-27 (UTC) with 30
 days, 2026-10-28 .. 2026-11-26 are kept and earlier days are expired. Expired days are
@@ -15,7 +18,8 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
-from mdh_lib.instruments import RAW_DATA_TYPES
+from mdh_lib.config import Settings
+from mdh_lib.instruments import RAW_DATA_TYPES, key_from_slug
 from mdh_lib.layout import dataset_folder, partition_date
 from mdh_lib.storage import Storage
 
@@ -36,6 +40,34 @@ def is_expired(date: dt.date, cutoff: dt.date | None) -> bool:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """Days of raw ticks kept per venue (Tardis exchange id); 0 keeps everything."""
+
+    days: dict[str, int]
+    default: int = 0
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Retention":
+        return cls({v.exchange: v.raw_retention_days for v in settings.universe.venues
+                    if v.raw_retention_days is not None}, settings.raw_retention_days)
+
+    @property
+    def active(self) -> bool:
+        """Whether any venue's ticks expire at all."""
+        return self.default > 0 or any(self.days.values())
+
+    def days_for(self, exchange: str) -> int:
+        return self.days.get(exchange, self.default)
+
+    def cutoff(self, exchange: str, today: dt.date | None = None) -> dt.date | None:
+        """The venue's first kept day as of ``today`` (default: today, UTC); None when nothing expires."""
+        return retention_cutoff(self.days_for(exchange), today)
+
+    def expired(self, date: dt.date, exchange: str, today: dt.date | None = None) -> bool:
+        return is_expired(date, self.cutoff(exchange, today))
+
+
+@dataclass(frozen=True)
 class Removed:
     path: str
     data_type: str
@@ -43,13 +75,14 @@ class Removed:
     bytes: int
 
 
-def remove_expired(storage: Storage, cutoff: dt.date) -> pa.Table:
-    """Delete every raw file of a day before ``cutoff``; the files removed (REMOVED_SCHEMA)."""
+def remove_expired(storage: Storage, retention: Retention, today: dt.date) -> pa.Table:
+    """Delete every raw file that ``retention`` expires as of ``today``; the files removed
+    (REMOVED_SCHEMA)."""
     removed = []
-    for data_type in RAW_DATA_TYPES:
+    for data_type in RAW_DATA_TYPES if retention.active else ():
         for rel in storage.list(dataset_folder(("raw", data_type))):
-            date = partition_date(rel)
-            if is_expired(date, cutoff):
+            date, key = partition_date(rel), key_from_slug(rel.rsplit("/", 1)[1].removesuffix(".parquet"))
+            if retention.expired(date, key.exchange, today):
                 size = storage.size(rel)
                 storage.delete(rel)
                 removed.append(Removed(rel, data_type, date, size))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-# The tests' sample days are in 2020 and 2024: raw retention (counted back from today) would
-# expire them. The retention tests set MDH_RAW_RETENTION_DAYS themselves.
+# Raw retention is off by default; a developer's MDH_RAW_RETENTION_DAYS must not expire the
+# tests' 2020 and 2024 days (the retention tests set it themselves).
 os.environ["MDH_RAW_RETENTION_DAYS"] = "0"
 REPO = Path(__file__).resolve().parent.parent
 REAL = REPO.parent / "shared" / "fixtures" / "tardis-real"

@@ -222,7 +222,7 @@ def test_two_commands_at_once_on_one_instance(tmp_path, server, reference):
     for step in ("download", "candle-processing", "bigquery-upload"):
         first, second = start(env, step), start(env, step)
         results = [p.communicate(timeout=240) for p in (first, second)]
-        assert [p.returncode for p in (first, second)] == [0, 0], results
+        assert [p.returncode for p in (first, second)] == [0, 0], [r[1][-3000:] for r in results]
     assert_same(snapshot(env), reference)
 
 

@@ -157,7 +157,8 @@ def test_retention_deletes_expired_raw_files_and_records_them(mdh_env, monkeypat
     assert main(["download", *span]) == 0 and main(["candle-processing", *span]) == 0
     storage = Storage(mdh_env["MDH_DATA_ROOT"])
     before = storage.list("raw")
-    monkeypatch.setenv("MDH_RAW_RETENTION_DAYS", "30")
+    toml = open(mdh_env["MDH_CONFIG"]).read()  # binance keeps 30 days; the other venues everything
+    open(mdh_env["MDH_CONFIG"], "w").write(toml.replace('symbols = ["BTCUSDT"]\n', 'symbols = ["BTCUSDT"]\nraw_retention_days = 30\n', 1))
     rt = Runtime(load_settings())
     # the run for 2024-01-31 keeps 2024-01-02 .. 2024-01-31: 2024-01-01 expires
     outcome = rt.run([dg.AssetKey(["reports", "retention"])], "2024-01-31")
@@ -168,7 +169,8 @@ def test_retention_deletes_expired_raw_files_and_records_them(mdh_env, monkeypat
     removed = storage.read_parquet(dataset_path(("reports", "retention"), "2024-01-31"))
     assert sorted(removed["path"].to_pylist()) == expired and all(b > 0 for b in removed["bytes"].to_pylist())
     meta = outcome.metadata["reports/retention", "2024-01-31"]
-    assert meta["files_removed"] == 2 and meta["first_kept_day"] == "2024-01-02"
+    assert meta["files_removed"] == 2 and meta["first_kept_day_binance"] == "2024-01-02"
+    assert meta["first_kept_day_deribit"] == "all kept"
     spot = "BINANCE:SPOT_PAIR:BTC-USDT"
     assert storage.exists(dataset_path(("candles", "1m"), "2024-01-01", spot))  # only raw ticks expire
     assert storage.exists(raw_path("trades", "2024-01-02", spot))
@@ -184,10 +186,32 @@ def test_expired_days_are_not_reported_missing_nor_downloaded(mdh_env, server, m
                  "--format", "json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out) == []
-    assert "older than the 30-day raw retention" in captured.err
-    server.clear_requests()
-    assert main(["download", "--start-date", "2024-01-01", "--end-date", "2024-01-01"]) == 0
+    assert "past the 30-day raw retention of binance" in captured.err
+    server.clear_requests()  # a download past the window is refused with one line, unless forced
+    assert main(["download", "--start-date", "2024-01-01", "--end-date", "2024-01-01"]) == 2
     assert not [p for _, p, _ in server.requests if p.endswith(".csv.gz")]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2024-01-01 is past the 30-day raw retention" in err[0] and "MDH_RAW_RETENTION_DAYS" in err[0]
+    assert "--force" in err[0]
     monkeypatch.setenv("MDH_RAW_RETENTION_DAYS", "-3")
     assert main(["missing-tick-reports", "--start-date", "2024-01-01", "--end-date", "2024-01-01"]) == 1
     assert "MDH_RAW_RETENTION_DAYS must be a whole number" in capsys.readouterr().err
+
+
+def test_defaults_serve_a_historical_backfill(tmp_path, monkeypatch, server, capsys):
+    """The original guide's own command with no settings at all: the first partition day is
+    the earliest Tardis day (2019-03-30) and raw retention is off."""
+    for name in ("MDH_CONFIG", "MDH_RAW_RETENTION_DAYS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    for name, value in (("MDH_DATA_ROOT", tmp_path / "data"), ("DAGSTER_HOME", tmp_path / "dagster"),
+                        ("TARDIS_DATASETS_ENDPOINT", server.endpoint), ("TARDIS_API_ENDPOINT", server.endpoint)):
+        monkeypatch.setenv(name, str(value))
+    assert main(["download", "--start-date", "2023-05-23", "--end-date", "2023-05-23", "--venues", "binance"]) == 0
+    assert sorted(p.name for p in (tmp_path / "data" / "raw" / "trades" / "date=2023-05-23").iterdir()) == [
+        "BINANCE_SPOT_PAIR_BTC-USDT.parquet", "BINANCE_SPOT_PAIR_ETH-USDT.parquet"]
+    capsys.readouterr()
+    assert main(["download", "--start-date", "2009-01-03", "--end-date", "2009-01-03"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["mdh: error: --start-date 2009-01-03 is before the first partition day 2019-03-30 "
+                   "(start_date in the [universe] table of mdh.toml)"]

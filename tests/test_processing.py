@@ -101,3 +101,31 @@ def test_processing_before_download_says_what_to_do(mdh_env, capsys):
     capsys.readouterr()
     assert main(["candle-processing", *DAY1, "--symbols", SPOT]) == 1
     assert f"candles 2024-01-01 {SPOT}: raw/trades is not downloaded; run mdh download first" in capsys.readouterr().err
+
+
+def test_candle_processing_builds_what_each_instrument_has(tmp_path, monkeypatch, capsys):
+    """A spot pair listed with trades only gets candles and no book failure; one listed with
+    book snapshots only gets book features (the files a data folder holds decide)."""
+    from mdh_assets.cli import main
+    from mdh_lib.sample_server import SampleServer
+    from mdh_lib.sample_server.synthetic import write_day
+
+    data = tmp_path / "tardis" / "binance"
+    write_day(data / "trades" / "2024" / "01" / "02" / "BTCUSDT.csv.gz", "binance", "trades", "2024-01-02", "BTCUSDT", 2_000)
+    write_day(data / "book_snapshot_5" / "2024" / "01" / "02" / "ETHUSDT.csv.gz", "binance", "book_snapshot_5",
+              "2024-01-02", "ETHUSDT", 2_000)
+    (tmp_path / "mdh.toml").write_text('[universe]\nstart_date = "2024-01-01"\n'
+                                       '[[universe.venues]]\nexchange = "binance"\nsymbols = []\n')
+    monkeypatch.chdir(tmp_path)
+    with SampleServer(data_dir=tmp_path / "tardis") as server:
+        for name, value in (("MDH_DATA_ROOT", tmp_path / "data"), ("DAGSTER_HOME", tmp_path / "dagster"),
+                            ("MDH_CONFIG", tmp_path / "mdh.toml"), ("TARDIS_DATASETS_ENDPOINT", server.endpoint),
+                            ("TARDIS_API_ENDPOINT", server.endpoint)):
+            monkeypatch.setenv(name, str(value))
+        day = ["--start-date", "2024-01-02", "--end-date", "2024-01-02"]
+        assert main(["download", *day]) == 0
+        capsys.readouterr()
+        assert main(["candle-processing", *day, "--timeframes", "1m"]) == 0, capsys.readouterr().err
+    root = tmp_path / "data"
+    assert [p.name for p in (root / "candles" / "1m" / "date=2024-01-02").iterdir()] == ["BINANCE_SPOT_PAIR_BTC-USDT.parquet"]
+    assert [p.name for p in (root / "book" / "1m" / "date=2024-01-02").iterdir()] == ["BINANCE_SPOT_PAIR_ETH-USDT.parquet"]

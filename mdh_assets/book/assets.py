@@ -13,6 +13,7 @@ from mdh_assets.timeframe_assets import TimeframeRun, per_timeframe
 from mdh_assets.candles.assets import neighbour_days
 from mdh_lib.candles.day_inputs import day_book
 from mdh_lib.catalog import Catalog
+from mdh_lib.definitions import instrument_row
 from mdh_lib.features.book import BookAggregator
 from mdh_lib.frames import Instrument, with_ids
 from mdh_lib.timeframes import TIMEFRAMES, grid_failures
@@ -34,11 +35,15 @@ def book_assets(context: dg.AssetExecutionContext, storage: StorageResource):
 
 
 def _book_partition(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
+    definitions = catalog.definitions(date)
+    definition = instrument_row(definitions, key) if definitions is not None else None
+    if definition is not None and "book_snapshot_5" not in definition["data_types"]:
+        return None  # listed without book snapshots: no book features, and no failure
     inputs = day_book(catalog, date, key)
     if inputs is None:
         raise dg.Failure(description=f"book {date} {key}: raw/book_snapshot_5 is not downloaded; run mdh download first")
     chunks, sources = inputs
-    instrument = Instrument.from_definitions(catalog.definitions(date), key)
+    instrument = Instrument.from_definitions(definitions, key)
     aggregator = BookAggregator(date, timeframes)
     snapshots = 0
     for chunk in chunks:

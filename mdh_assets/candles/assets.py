@@ -51,7 +51,10 @@ def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
 
 
 def _candle_partition(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
-    frames, sources, features = _candles(catalog, date, key, timeframes)
+    computed = _candles(catalog, date, key, timeframes)
+    if computed is None:
+        return None
+    frames, sources, features = computed
     failures = {tf: check_candles(frame, date, tf) for tf, frame in frames.items()}
     neighbours = Sources.total(sources.values()).metadata()
     return frames, failures, lambda tf, frame: {
@@ -65,13 +68,14 @@ def _candle_partition(catalog: Catalog, date: dt.date, key, timeframes: list[str
 
 
 def _candles(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
-    """(frames per timeframe, neighbour-file sources per data type, options features or None)."""
+    """(frames per timeframe, neighbour-file sources per data type, options features or None),
+    or None for an instrument listed without trades (book snapshots only)."""
     definitions = catalog.definitions(date)
     definition = instrument_row(definitions, key) if definitions is not None else None
     if definition is None:
         raise dg.Failure(description=f"candles {date} {key}: not in the instrument definitions of {date}")
     if "trades" not in definition["data_types"]:
-        raise dg.Failure(description=f"candles {date} {key}: no trades data type for this instrument")
+        return None
     inputs, sources, absent = candle_inputs(catalog, date, key, definition["data_types"])
     if absent:
         raise dg.Failure(description=f"candles {date} {key}: raw/{absent[0]} is not downloaded; run mdh download first")

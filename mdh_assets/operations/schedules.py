@@ -23,7 +23,7 @@ from mdh_lib.catalog import Catalog
 from mdh_lib.config import load_settings
 from mdh_lib.definitions import expected_partitions
 from mdh_lib.instruments import InstrumentKey
-from mdh_lib.retention import retention_cutoff
+from mdh_lib.retention import Retention
 from mdh_lib.timeframes import MFT_TIMEFRAMES, TIMEFRAMES
 
 LOOKBACK_DAYS = int(os.environ.get("MDH_LOOKBACK_DAYS", "7"))
@@ -80,8 +80,7 @@ def day_requests(context: dg.SensorEvaluationContext, catalog: Catalog, date: dt
     if definitions is None:
         return []
     expected = expected_partitions(definitions)
-    cutoff = retention_cutoff(load_settings().raw_retention_days)
-    report = status_table(context.instance, expected, cutoff).to_pylist()
+    report = status_table(context.instance, expected, Retention.of(load_settings())).to_pylist()
     requests, raw_done = [], {}
     for row in report:
         raw_done.setdefault(row["instrument_key"], []).append(row["status"] == "materialized")

@@ -20,7 +20,7 @@ from mdh_lib.config import load_settings
 from mdh_lib.definitions import expected_partitions
 from mdh_lib.instruments import RAW_DATA_TYPES
 from mdh_lib.layout import missing_report_path
-from mdh_lib.retention import REMOVED_SCHEMA, remove_expired, retention_cutoff
+from mdh_lib.retention import Retention, remove_expired
 
 
 REPORT = dg.AssetKey(["reports", "missing"])
@@ -38,14 +38,14 @@ REPORT = dg.AssetKey(["reports", "missing"])
 def missing_report(context: dg.AssetExecutionContext, storage: StorageResource):
     """One run may cover many days (`mdh_assets.backfill`)."""
     catalog, results = Catalog(storage.storage), Results(context)
-    cutoff = retention_cutoff(load_settings().raw_retention_days)
+    retention = Retention.of(load_settings())
     for pk in context.partition_keys:
         date = dt.date.fromisoformat(pk)
         definitions = catalog.definitions(date)
         if definitions is None:
             results.failed(f"missing report {date}: no instrument definitions for {date}; materialize instruments {date} first")
             continue
-        table = status_table(context.instance, expected_partitions(definitions), cutoff)
+        table = status_table(context.instance, expected_partitions(definitions), retention)
         info = storage.storage.write_parquet(missing_report_path(date), table)
         counts = Counter(table["status"].to_pylist())
         results.materialized(REPORT, pk, {**file_metadata(info, table.schema), "preview": preview(pl.from_arrow(table)),
@@ -59,15 +59,16 @@ def missing_report(context: dg.AssetExecutionContext, storage: StorageResource):
     deps=[["raw", t] for t in RAW_DATA_TYPES],
     group_name="reports",
     kinds={"parquet"},
-    description="Deletes raw tick files older than the retention window (MDH_RAW_RETENTION_DAYS, default 30, "
-                "counted back from the partition day's end) and records every file removed.",
+    description="Deletes raw tick files older than each venue's retention window (off unless set, "
+                "mdh_lib.retention; counted back from the partition day's end) and records every file removed.",
 )
 def raw_retention(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Output[pa.Table]:
     date = dt.date.fromisoformat(context.partition_key)
-    days = load_settings().raw_retention_days
-    cutoff = retention_cutoff(days, today=date + dt.timedelta(days=1))
-    removed = remove_expired(storage.storage, cutoff) if cutoff else pa.Table.from_pylist([], schema=REMOVED_SCHEMA)
+    settings = load_settings()
+    retention, today = Retention.of(settings), date + dt.timedelta(days=1)
+    removed = remove_expired(storage.storage, retention, today)
+    cutoffs = {ex: retention.cutoff(ex, today) for ex in settings.universe.exchanges}
     return dg.Output(removed, metadata={
-        "retention_days": days, "first_kept_day": cutoff.isoformat() if cutoff else "all kept",
+        **{f"first_kept_day_{ex}": c.isoformat() if c else "all kept" for ex, c in cutoffs.items()},
         "files_removed": removed.num_rows, "bytes_removed": int(sum(removed["bytes"].to_pylist())),
     })

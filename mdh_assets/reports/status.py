@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from mdh_assets.partitions import RAW_PARTITIONS, partition_key
 from mdh_lib.definitions import Expected
-from mdh_lib.retention import is_expired
+from mdh_lib.retention import Retention
 
 REPORT_SCHEMA = pa.schema([
     ("date", pa.date32()), ("instrument_key", pa.string()), ("data_type", pa.string()), ("status", pa.string()),
@@ -33,9 +33,9 @@ def statuses(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions_de
     return {k: _STATUS.get(found.get(k), "missing") for k in keys}
 
 
-def status_table(instance: dg.DagsterInstance, expected: list[Expected], cutoff: dt.date | None = None) -> pa.Table:
-    """One row per expected raw partition with its current status; days before ``cutoff``
-    (the raw retention window's first day) are ``expired``."""
+def status_table(instance: dg.DagsterInstance, expected: list[Expected], retention: Retention | None = None) -> pa.Table:
+    """One row per expected raw partition with its current status; days that ``retention``
+    expires (`mdh_lib.retention`) are ``expired``."""
     by_type: dict[str, list[Expected]] = defaultdict(list)
     for e in expected:
         by_type[e.data_type].append(e)
@@ -44,7 +44,7 @@ def status_table(instance: dg.DagsterInstance, expected: list[Expected], cutoff:
         keys = [str(partition_key(e.date, e.key)) for e in items]
         found = statuses(instance, dg.AssetKey(["raw", data_type]), RAW_PARTITIONS[data_type], keys)
         for e, pk in zip(items, keys):
-            status = "expired" if is_expired(e.date, cutoff) else found[pk]
+            status = "expired" if retention and retention.expired(e.date, e.exchange) else found[pk]
             rows.append({"date": e.date, "instrument_key": e.key, "data_type": data_type, "status": status})
     rows.sort(key=lambda r: (r["date"], r["instrument_key"], r["data_type"]))
     return pa.Table.from_pylist(rows, schema=REPORT_SCHEMA)
