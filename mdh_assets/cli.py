@@ -64,7 +64,7 @@ def _dates(args) -> list[dt.date]:
 
 
 def _filters(args):
-    from mdh_assets.pipeline import Filters
+    from mdh_lib.definitions import Filters
 
     types = tuple(t.upper() for t in getattr(args, "instrument_types", ()) or ())
     bad = [t for t in types if t not in INSTRUMENT_TYPES]
@@ -91,9 +91,9 @@ def _runtime(args):
 
 
 def _fail_lines(outcomes) -> int:
-    failed = [o for o in outcomes if not o.success]
+    failed = [o for o in outcomes if not o.complete]
     for o in failed:
-        for line in o.errors:
+        for line in o.lines:
             err.print(f"[red]failed[/red] {line}", markup=True, highlight=False, soft_wrap=True)
     return len(failed)
 
@@ -168,7 +168,8 @@ def cmd_missing_tick_reports(args) -> int:
     rt, dates = _runtime(args), _dates(args)
     rows, failures = _report_rows(rt, dates, _filters(args))
     if args.format == "json":
-        print(json.dumps([{**r, "date": r["date"].isoformat()} for r in rows], indent=2))
+        print(json.dumps([{"date": r["date"].isoformat(), "instrument_key": r["instrument_key"],
+                           "data_type": r["data_type"], "status": r["status"]} for r in rows], indent=2))
     else:
         _print_report(rows, dates)
     return 1 if _fail_lines(failures) else 0
@@ -187,35 +188,30 @@ def _print_report(rows, dates) -> None:
     out.print(table)
 
 
-def _days(first: str, last: str) -> int:
-    """Days in a run's range of partition keys (``date|instrument``)."""
-    return (_date(last.split("|")[0]) - _date(first.split("|")[0])).days + 1
-
-
-def _run_all(rt, groups, verb: str) -> list:
-    """One Dagster run per group (`mdh_assets.pipeline.Group`), with a progress bar over
-    the (day, instrument) partitions."""
+def _run_all(rt, planned, verb: str) -> list:
+    """One Dagster run per planned run (`mdh_assets.planner.Planned`), with a progress bar
+    over the (day, venue) partitions."""
     outcomes = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as bar:
-        task = bar.add_task(verb, total=sum(_days(first, last) for first, last, _ in groups))
-        for first, last, keys in groups:
-            bar.update(task, description=f"{verb} {first}" + (f" .. {last.split('|')[0]}" if last != first else ""))
-            outcomes.append(rt.run(keys, first, last))
-            bar.advance(task, _days(first, last))
+        task = bar.add_task(verb, total=sum(p.days for p in planned))
+        for p in planned:
+            bar.update(task, description=f"{verb} {p.venue} {p.first}" + (f" .. {p.last}" if p.last != p.first else ""))
+            outcomes.append(rt.run_planned(p))
+            bar.advance(task, p.days)
         bar.update(task, description=f"{verb}: done")
     return outcomes
 
 
 def _download(rt, dates, filters, force: bool) -> tuple[list, list]:
-    from mdh_assets.pipeline import download_targets, refresh_reports, run_groups, unwritten
+    from mdh_assets.pipeline import download_runs, download_targets, refresh_reports, unwritten
     from mdh_assets.runs import RunOutcome
 
     expected, failures = _checked(rt, dates, filters, strict_retention=not force)
     targets = download_targets(rt, expected, filters, force)
-    outcomes = _run_all(rt, run_groups(targets), "ingesting")
+    outcomes = _run_all(rt, download_runs(targets, filters, force), "ingesting")
     refresh_reports(rt, dates)
-    left = unwritten(rt, targets) if all(o.success for o in outcomes) else []
+    left = unwritten(rt, targets) if all(o.complete for o in outcomes) else []
     if left:  # never exit 0 with a requested partition unwritten
         first = left[0]
         failures.append(RunOutcome("", [], False, [f"{len(left)} requested partitions are still not written, first "
@@ -224,12 +220,11 @@ def _download(rt, dates, filters, force: bool) -> tuple[list, list]:
 
 
 def _process(rt, dates, filters, step: str, timeframes) -> tuple[list, list]:
-    from mdh_assets.pipeline import processing_groups, upload_groups
+    from mdh_assets.pipeline import processing_runs
 
     _, failures = _checked(rt, dates, filters)
-    if step == "upload":
-        return _run_all(rt, upload_groups(rt, dates, filters, timeframes), "loading the warehouse"), failures
-    return _run_all(rt, processing_groups(rt, dates, filters, step, timeframes), f"{step} processing"), failures
+    verb = "loading the warehouse" if step == "upload" else f"{step} processing"
+    return _run_all(rt, processing_runs(rt, dates, filters, step, timeframes), verb), failures
 
 
 def _family(asset: str) -> str:
@@ -246,7 +241,7 @@ def _summary(title: str, outcomes, seconds: float) -> None:
     rows, files = Counter(), Counter()
     for o in outcomes:
         for (asset, _), meta in o.metadata.items():
-            files[_family(asset)] += 1
+            files[_family(asset)] += int(meta.get("written_this_run", 1))
             rows[_family(asset)] += int(meta.get("dagster/row_count", 0))
     table = Table(title=f"{title} ({seconds:.1f} s)")
     for col in ("dataset", "files", "rows"):
@@ -256,7 +251,7 @@ def _summary(title: str, outcomes, seconds: float) -> None:
     out.print(table)
     failed = sum(1 for o in outcomes if not o.success)
     checks = [passed for o in outcomes for passed in o.checks.values()]
-    out.print(f"{sum(files.values())} partitions written, {failed} of {len(outcomes)} runs failed; "
+    out.print(f"{sum(files.values())} files written, {failed} of {len(outcomes)} runs failed; "
               f"asset checks: {sum(checks)} passed, {len(checks) - sum(checks)} failed.")
 
 

@@ -23,7 +23,8 @@ def run_demo(days: int = 2) -> int:
     from rich.table import Table
 
     from mdh_assets import cli
-    from mdh_assets.pipeline import Filters, Runtime, ensure_instruments
+    from mdh_assets.pipeline import Runtime, ensure_instruments
+    from mdh_lib.definitions import Filters
     from mdh_lib.catalog import Catalog
     from mdh_lib.sample_server import SampleServer
     from mdh_lib.timeframes import TIMEFRAMES
@@ -53,10 +54,10 @@ def run_demo(days: int = 2) -> int:
     rows, report_failures = cli._report_rows(rt, dates, Filters())
     outcomes = [o for _, step_outcomes, _ in steps for o in step_outcomes]
     timing = Table(title="Demo steps")
-    for col in ("step", "runs", "partitions written", "seconds"):
+    for col in ("step", "runs", "files written", "seconds"):
         timing.add_column(col, justify="right" if col != "step" else "left")
     for name, step_outcomes, seconds in steps:
-        timing.add_row(name, str(len(step_outcomes)), str(sum(len(o.metadata) for o in step_outcomes)), f"{seconds:.1f}")
+        timing.add_row(name, str(len(step_outcomes)), str(sum(o.files for o in step_outcomes)), f"{seconds:.1f}")
     cli.out.print(timing)
     cli._summary("Demo summary", outcomes, time.monotonic() - t0)
 

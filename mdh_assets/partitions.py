@@ -1,9 +1,12 @@
-"""Partitions: every dataset is daily; raw and derived data are also split by instrument.
+"""Partitions: every dataset is daily; raw and derived data are split by venue too.
 
-Three dynamic sets, filled by the instruments asset from each day's definitions, so that a
-data type that does not exist for an instrument has no partition at all:
-``instruments`` (spot pairs, perpetuals, futures), ``derivative_instruments`` (perpetuals and
-futures: derivative_ticker, liquidations) and ``option_underlyings`` (one options chain each).
+A partition of a raw, candle, book, options, MFT or warehouse asset is a (day, venue) pair,
+the venue being a configured Tardis exchange id. One materialization covers every instrument
+that the day's definitions list for that venue and data type and writes one file per
+instrument, with a manifest of each instrument's outcome (`mdh_lib.manifest`). So the
+partition count of an asset is days x venues: about 8,500 for three venues over the seven
+years Tardis serves, far below Dagster's advised 100,000 whatever the number of instruments,
+and a new listing changes no partition set.
 """
 
 from __future__ import annotations
@@ -14,58 +17,52 @@ import warnings
 import dagster as dg
 
 from mdh_lib.config import load_settings
-from mdh_lib.instruments import InstrumentKey
 
-# MultiToSingleDimensionPartitionMapping is beta; it is the documented way to map a
-# date x instrument partition to its day's definitions. Every asset module imports this one.
+# MultiToSingleDimensionPartitionMapping is beta; it is the documented way to map a venue-day
+# to its day's definitions. Every asset module imports this one.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 DATE = "date"
-INSTRUMENT = "instrument"
+VENUE = "venue"
 
-daily = dg.DailyPartitionsDefinition(start_date=load_settings().universe.start_date.isoformat())
-instruments = dg.DynamicPartitionsDefinition(name="instruments")
-derivative_instruments = dg.DynamicPartitionsDefinition(name="derivative_instruments")
-option_underlyings = dg.DynamicPartitionsDefinition(name="option_underlyings")
-
-by_instrument = dg.MultiPartitionsDefinition({DATE: daily, INSTRUMENT: instruments})
-by_derivative = dg.MultiPartitionsDefinition({DATE: daily, INSTRUMENT: derivative_instruments})
-by_underlying = dg.MultiPartitionsDefinition({DATE: daily, INSTRUMENT: option_underlyings})
-
-RAW_PARTITIONS = {
-    "trades": by_instrument,
-    "book_snapshot_5": by_instrument,
-    "derivative_ticker": by_derivative,
-    "liquidations": by_derivative,
-    "options_chain": by_underlying,
-}
+_universe = load_settings().universe
+daily = dg.DailyPartitionsDefinition(start_date=_universe.start_date.isoformat())
+venues = dg.StaticPartitionsDefinition(list(_universe.exchanges))
+venue_day = dg.MultiPartitionsDefinition({DATE: daily, VENUE: venues})
 
 
-def dynamic_sets_for(key: InstrumentKey) -> list[dg.DynamicPartitionsDefinition]:
-    """The dynamic partition sets an instrument or underlying key belongs to."""
-    if key.type == "OPTION":
-        return [option_underlyings]
-    return [instruments] + ([derivative_instruments] if key.type in ("PERPETUAL", "FUTURE") else [])
+def venue_day_key(date: dt.date | str, venue: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({DATE: date if isinstance(date, str) else date.isoformat(), VENUE: venue})
 
 
-def register_partitions(instance: dg.DagsterInstance, keys: set[str]) -> None:
-    """Add instrument and underlying keys to their dynamic sets (idempotent)."""
-    by_set: dict[str, list[str]] = {}
-    for key in sorted(keys):
-        for partitions_def in dynamic_sets_for(InstrumentKey.parse(key)):
-            by_set.setdefault(partitions_def.name, []).append(key)
-    for name, members in by_set.items():
-        instance.add_dynamic_partitions(name, members)
+def split(partition_key: str | dg.MultiPartitionKey) -> tuple[dt.date, str]:
+    """(date, venue) of a venue-day partition key."""
+    if isinstance(partition_key, dg.MultiPartitionKey):
+        keys = partition_key.keys_by_dimension
+    else:  # "2024-01-01|binance": dimensions in name order (date, venue)
+        keys = dict(zip((DATE, VENUE), str(partition_key).split("|")))
+    return dt.date.fromisoformat(keys[DATE]), keys[VENUE]
 
 
-def partition_key(date: dt.date | str, key: str) -> dg.MultiPartitionKey:
-    day = date if isinstance(date, str) else date.isoformat()
-    return dg.MultiPartitionKey({DATE: day, INSTRUMENT: key})
+def neighbour_days() -> dg.MultiPartitionMapping:
+    """Day D of a venue reads the tail of D-1's raw files, D's and the head of D+1's
+    (`mdh_lib.candles.day_inputs`); a day at the start of the data has no D-1."""
+    return dg.MultiPartitionMapping({
+        DATE: dg.DimensionPartitionMapping(DATE, dg.TimeWindowPartitionMapping(
+            start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True)),
+        VENUE: dg.DimensionPartitionMapping(VENUE, dg.IdentityPartitionMapping()),
+    })
 
 
-def split(context_partition_key: str | dg.MultiPartitionKey) -> tuple[dt.date, InstrumentKey]:
-    """(date, instrument key) of a run's multi-partition key."""
-    keys = context_partition_key.keys_by_dimension if isinstance(context_partition_key, dg.MultiPartitionKey) else dict(
-        zip((DATE, INSTRUMENT), str(context_partition_key).split("|"))
-    )
-    return dt.date.fromisoformat(keys[DATE]), InstrumentKey.parse(keys[INSTRUMENT])
+def every_venue_that_day() -> dg.MultiPartitionMapping:
+    """A venue's candles read the options features of every venue that day (Deribit's BTC
+    chain serves Binance's BTC perpetual)."""
+    return dg.MultiPartitionMapping({
+        DATE: dg.DimensionPartitionMapping(DATE, dg.IdentityPartitionMapping()),
+        VENUE: dg.DimensionPartitionMapping(VENUE, dg.AllPartitionMapping()),
+    })
+
+
+def the_day() -> dg.MultiToSingleDimensionPartitionMapping:
+    """A venue-day reads the day's instrument definitions."""
+    return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=DATE)

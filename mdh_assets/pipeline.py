@@ -1,4 +1,5 @@
-"""The seed's batch modes as Dagster runs: instruments, missing-data report, download.
+"""The seed's batch modes as Dagster runs: instruments, missing-data report, download and
+processing, planned by `mdh_assets.planner`.
 
 Used by the CLI (and the demo); each step materializes assets in the persistent instance.
 """
@@ -13,58 +14,21 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pyarrow as pa
 
-from mdh_assets.backfill import MAX_PARTITIONS_PER_RUN
 from mdh_assets.definitions import ASSETS
 from mdh_assets.instruments.assets import KEY as INSTRUMENTS
-from mdh_assets.partitions import RAW_PARTITIONS, partition_key
-from mdh_assets.reports.assets import REPORT
-from mdh_assets.reports.status import REPORTED, status_table
+from mdh_assets.partitions import split, venue_day_key
+from mdh_assets.planner import Planned, date_spans, raw_runs, step_runs
 from mdh_assets.recovery import PoolGate, abandon, in_worker, recover
+from mdh_assets.reports.assets import REPORT
+from mdh_assets.reports.status import REPORTED, status_table, statuses
 from mdh_assets.resources import build_resources
 from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materialize, pools
-from mdh_lib.config import Settings, bypass_proxy_for_local
-from mdh_lib.definitions import Expected, expected_partitions
-from mdh_lib.instruments import InstrumentKey
 from mdh_lib.catalog import Catalog
+from mdh_lib.config import Settings, bypass_proxy_for_local
+from mdh_lib.definitions import Expected, Filters, expected_partitions
 from mdh_lib.layout import missing_report_path
 from mdh_lib.retention import Retention
 from mdh_lib.storage import Storage
-
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Command-line filters; empty means everything in the configured universe."""
-
-    venues: tuple[str, ...] = ()
-    instrument_types: tuple[str, ...] = ()
-    symbols: tuple[str, ...] = ()
-    data_types: tuple[str, ...] = ()
-
-    def keep(self, e: Expected) -> bool:
-        return (
-            (not self.venues or e.exchange in self.venues)
-            and (not self.instrument_types or InstrumentKey.parse(e.key).type in self.instrument_types)
-            and (not self.data_types or e.data_type in self.data_types)
-            and (not self.symbols or bool(_names(e) & set(self.symbols)))
-        )
-
-    def unmatched(self, universe_exchanges: tuple[str, ...], expected: list[Expected]) -> str | None:
-        """Why a venue or symbol filter can match nothing (an unknown name), else None."""
-        unknown = [v for v in self.venues if v not in universe_exchanges]
-        if unknown:
-            return f"venue {unknown[0]!r} is not in the configured universe ({', '.join(universe_exchanges)})"
-        known = set().union(*(_names(e) for e in expected)) if expected else set()
-        unknown = [s for s in self.symbols if s not in known]
-        if unknown:
-            return f"no instrument of the universe matches symbol {unknown[0]!r} on these days"
-        return None
-
-
-def _names(e: Expected) -> set[str]:
-    """What --symbols may call an expected partition: key, exchange symbol, key symbol, base."""
-    key = InstrumentKey.parse(e.key)
-    return {e.key, e.source_symbol.upper(), key.symbol, key.base}
 
 
 def _stderr(line: str) -> None:
@@ -96,16 +60,21 @@ class Runtime:
         self.recovered = recover(self.instance, self.storage)
         self.gate = PoolGate(self.instance, self.settings.dagster_home, self.settings.slot_wait, self.say)
 
-    def run(self, selection: list[dg.AssetKey], partition: str, last: str | None = None) -> RunOutcome:
-        """One run of ``selection`` for ``partition`` (or the range ``partition``..``last``)."""
+    def run(self, selection: list[dg.AssetKey], partition: str, last: str | None = None,
+            scope: dict | None = None) -> RunOutcome:
+        """One run of ``selection`` for ``partition`` (or the range ``partition``..``last``),
+        its venue-day assets narrowed by ``scope`` (`Scope` fields)."""
         def stopped() -> None:
             for name in abandon(self.instance, "interrupted (SIGINT or SIGTERM)"):
                 self.say(f"{name} marked failed: interrupted")
 
         with self.gate.hold(pools(ASSETS, selection)):
             return in_worker(lambda: materialize(ASSETS, selection, partition, instance=self.instance,
-                                                 resources=self.resources, last_key=last, command=self.command),
-                             stopped)
+                                                 resources=self.resources, last_key=last, command=self.command,
+                                                 scope=scope), stopped)
+
+    def run_planned(self, planned: Planned) -> RunOutcome:
+        return self.run(list(planned.assets), planned.first_key, planned.last_key, planned.scope)
 
 
 def _daily_runs(rt: Runtime, asset: dg.AssetKey, dates: list[dt.date]) -> list[RunOutcome]:
@@ -138,7 +107,7 @@ def settled_statuses(rt: Runtime, expected: list[Expected], retention: Retention
     """The status rows of ``expected`` once no other live run is writing any of them (waited
     for with `PoolGate.until`: recovered orphans are no longer in progress)."""
     def settled() -> tuple[list[dict]] | None:
-        rows = status_table(rt.instance, expected, retention).to_pylist()
+        rows = status_table(rt.instance, rt.storage, expected, retention).to_pylist()
         return None if any(r["status"] == "in_progress" for r in rows) else (rows,)
 
     found = settled() or rt.gate.until(settled, lambda: f"partitions being written by {rt.gate.running()}", poll=2.0)
@@ -146,9 +115,9 @@ def settled_statuses(rt: Runtime, expected: list[Expected], retention: Retention
 
 
 def download_targets(rt: Runtime, expected: list[Expected], filters: Filters, force: bool) -> list[Expected]:
-    """What `mdh download` fetches: the missing and failed partitions (the report's
-    statuses, read from the instance), or with ``force`` every expected partition. Partitions
-    that a live run is writing are waited for first: if that run fails they are fetched here."""
+    """What `mdh download` fetches: the missing and failed instruments (the report's
+    statuses), or with ``force`` every expected one. Venue-days that a live run is writing
+    are waited for first: if that run fails they are fetched here."""
     wanted = [e for e in expected if filters.keep(e)]
     if force:
         return wanted
@@ -157,95 +126,53 @@ def download_targets(rt: Runtime, expected: list[Expected], filters: Filters, fo
     return [e for e in wanted if (e.date, e.data_type, e.key) in todo]
 
 
+def scope_of(filters: Filters) -> dict:
+    """The run config (`Scope`) of command-line filters (the venue is the partition's)."""
+    return {"symbols": list(filters.symbols), "instrument_types": list(filters.instrument_types)}
+
+
+def download_runs(targets: list[Expected], filters: Filters, force: bool) -> list[Planned]:
+    """One run per venue and span of days with something to fetch, for the data types
+    that need it; each run fetches only what is not ok (everything with ``force``)."""
+    rows = [{"date": e.date, "instrument_key": e.key, "data_type": e.data_type, "status": "missing"} for e in targets]
+    return raw_runs(rows, scope_of(filters), force)
+
+
+def processing_runs(rt: Runtime, dates: list[dt.date], filters: Filters, step: str,
+                    timeframes: tuple[str, ...]) -> list[Planned]:
+    """Runs for `mdh candle-processing` (options features of the venues' underlyings first,
+    then candles where an instrument has trades and book features where it has book
+    snapshots), `mdh mft-processing` or `mdh bigquery-upload` (the tables whose Parquet is
+    materialized: MFT tables only for venue-days with MFT features)."""
+    expected = [e for d in dates for e in expected_for(rt, d) if filters.keep(e)]
+    scope = scope_of(filters)
+    if step == "candle":
+        underlyings = [e for d in dates for e in expected_for(rt, d) if e.data_type == "options_chain"
+                       and (not filters.venues or e.exchange in filters.venues)]
+        return step_runs("options", underlyings) + step_runs("candles", expected, timeframes, scope)
+    if step == "mft":
+        return step_runs("mft", expected, timeframes, scope)
+    with_mft = _materialized(rt, [dg.AssetKey(["features", "mft", tf]) for tf in timeframes], expected)
+    return step_runs("warehouse", expected, timeframes, scope, wanted=lambda asset, date, venue: (
+        "mft_features" not in asset.path[-1] or (asset.path[-1].rsplit("_", 1)[1], date, venue) in with_mft))
+
+
+def _materialized(rt: Runtime, assets: list[dg.AssetKey], expected: list[Expected]) -> set[tuple[str, dt.date, str]]:
+    """(timeframe, date, venue) of the venue-days of these per-timeframe assets that are materialized."""
+    keys = sorted({str(venue_day_key(e.date, e.exchange)) for e in expected})
+    done = set()
+    for asset in assets:
+        for pk, status in statuses(rt.instance, asset, keys).items():
+            if status == "materialized":
+                date, venue = split(pk)
+                done.add((asset.path[-1], date, venue))
+    return done
+
+
+
 def unwritten(rt: Runtime, targets: list[Expected]) -> list[Expected]:
     """The targets that are not materialized once no other run is writing them (so that a
     command never ends successfully with one of them unwritten)."""
     left = {(r["date"], r["data_type"], r["instrument_key"]) for r in settled_statuses(rt, targets)
             if r["status"] != "materialized"}
     return [e for e in targets if (e.date, e.data_type, e.key) in left]
-
-
-Group = tuple[str, str, list[dg.AssetKey]]  # (first partition, last partition, assets): one run
-
-
-def date_spans(dates: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Runs of consecutive days, at most `MAX_PARTITIONS_PER_RUN` days each."""
-    spans: list[list[dt.date]] = []
-    for date in sorted(set(dates)):
-        if spans and date - spans[-1][1] == dt.timedelta(days=1) and \
-                (date - spans[-1][0]).days < MAX_PARTITIONS_PER_RUN:
-            spans[-1][1] = date
-        else:
-            spans.append([date, date])
-    return [(first, last) for first, last in spans]
-
-
-def _ranges(days: dict[tuple, list[dt.date]], keys_of) -> list[Group]:
-    """One group per span of consecutive days of each (instrument, ...) entry."""
-    groups = [(str(partition_key(first, entry[0])), str(partition_key(last, entry[0])), keys_of(entry))
-              for entry, dates in days.items() for first, last in date_spans(dates)]
-    return sorted(groups, key=lambda g: (g[0].split("|")[0], g[0]))
-
-
-def run_groups(targets: list[Expected]) -> list[Group]:
-    """Download runs: per instrument and set of missing data types (of one partitions
-    definition), a range of consecutive days."""
-    by_day: dict[tuple, set[str]] = {}
-    for e in targets:
-        by_day.setdefault((e.key, id(RAW_PARTITIONS[e.data_type]), e.date), set()).add(e.data_type)
-    days: dict[tuple, list[dt.date]] = {}
-    for (key, _, date), types in by_day.items():
-        days.setdefault((key, tuple(sorted(types))), []).append(date)
-    return _ranges(days, lambda entry: [dg.AssetKey(["raw", t]) for t in entry[1]])
-
-
-def processing_groups(rt: Runtime, dates: list[dt.date], filters: Filters, step: str,
-                      timeframes: tuple[str, ...]) -> list[Group]:
-    """Runs for `mdh candle-processing` (options features of the underlyings first, one run
-    per partition, then per instrument over ranges of days: candles where it has trades, book
-    features where it has book snapshots) or `mdh mft-processing` (MFT per instrument with
-    trades, over ranges of days)."""
-    from mdh_lib.timeframes import MFT_TIMEFRAMES
-
-    # data type an instrument needs -> the assets it feeds
-    feeds = {"trades": [dg.AssetKey(["features", "mft", tf]) for tf in timeframes if tf in MFT_TIMEFRAMES]} \
-        if step == "mft" else {"trades": [dg.AssetKey(["candles", tf]) for tf in timeframes],
-                               "book_snapshot_5": [dg.AssetKey(["book", tf]) for tf in timeframes]}
-    first, days = [], {}
-    for date in dates:
-        expected = [e for e in expected_for(rt, date) if filters.keep(e)]
-        has: dict[str, set[str]] = {}
-        for e in expected:
-            if e.data_type in feeds:
-                has.setdefault(e.key, set()).add(e.data_type)
-        for key, types in has.items():
-            days.setdefault((key, tuple(sorted(types))), []).append(date)
-        instruments = sorted(k for k, types in has.items() if "trades" in types)
-        if step == "mft":
-            continue
-        bases = {InstrumentKey.parse(k).base for k in instruments}
-        underlyings = sorted({e.key for e in expected_for(rt, date)
-                              if e.data_type == "options_chain" and InstrumentKey.parse(e.key).symbol in bases
-                              and (not filters.venues or e.exchange in filters.venues)})
-        first += [(pk, pk, [dg.AssetKey(["features", "options"])]) for pk in (str(partition_key(date, u)) for u in underlyings)]
-    groups = _ranges(days, lambda entry: [k for t in entry[1] for k in feeds[t]])
-    return first + [g for g in groups if g[2]]
-
-
-def upload_groups(rt: Runtime, dates: list[dt.date], filters: Filters, timeframes: tuple[str, ...]) -> list[Group]:
-    """Runs for `mdh bigquery-upload`: per (day, instrument), the candle tables of the chosen
-    timeframes (required), plus the book and MFT feature tables whose Parquet exists (the
-    seed's daily order uploads before the MFT step)."""
-    from mdh_assets.warehouse.assets import FAMILIES, table_key
-
-    groups = []
-    for date in dates:
-        for key in sorted({e.key for e in expected_for(rt, date) if e.data_type == "trades" and filters.keep(e)}):
-            keys = [
-                table_key(family, tf)
-                for family, (source, family_tfs) in FAMILIES.items() for tf in timeframes
-                if tf in family_tfs and (family == "candles" or rt.catalog.exists((*source, tf), date, key))
-            ]
-            pk = str(partition_key(date, key))
-            groups.append((pk, pk, keys))
-    return groups

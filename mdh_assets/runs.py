@@ -64,6 +64,28 @@ class RunOutcome:
     metadata: dict[tuple[str, str | None], dict] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)  # "asset/key:check_name" -> passed
 
+    @property
+    def lines(self) -> list[str]:
+        """What failed: the run's errors, then the instruments its venue-days name (once per
+        instrument and error, not once per timeframe)."""
+        seen, lines = set(), list(self.errors)
+        for meta in self.metadata.values():
+            for line in meta.get("failures", "").splitlines():
+                what = line.split(" ", 1)[-1]  # without the dataset
+                if what not in seen:
+                    seen.add(what)
+                    lines.append(line)
+        return lines
+
+    @property
+    def complete(self) -> bool:
+        return self.success and not any(meta.get("instruments_failed") for meta in self.metadata.values())
+
+    @property
+    def files(self) -> int:
+        """Files written (or warehouse slices loaded); a daily asset writes one."""
+        return sum(int(meta.get("written_this_run", 1)) for meta in self.metadata.values())
+
 
 def _failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     lines = []
@@ -84,10 +106,11 @@ def _failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
 
 def materialize(
     defs_assets: list, selection: list[dg.AssetKey], partition_key: str, *, instance: dg.DagsterInstance,
-    resources: dict, last_key: str | None = None, command: str = "cli",
+    resources: dict, last_key: str | None = None, command: str = "cli", scope: dict | None = None,
 ) -> RunOutcome:
     """One run of ``selection`` for ``partition_key``, or for the range up to ``last_key``,
-    tagged with this process (`mdh_assets.recovery`)."""
+    tagged with this process (`mdh_assets.recovery`); ``scope`` is the run config of the
+    venue-day assets (`mdh_assets.io_managers.venue_day.Scope`)."""
     tags = {"mdh/source": "cli", "mdh/command": command, **owner_tags()}
     if last_key is not None and last_key != partition_key:
         tags |= {RANGE_START_TAG: str(partition_key), RANGE_END_TAG: str(last_key)}
@@ -96,7 +119,7 @@ def materialize(
         label = str(partition_key)
     result = dg.materialize(
         defs_assets, selection=selection, partition_key=partition_key, instance=instance, resources=resources,
-        raise_on_error=False, run_config=QUIET, tags=tags,
+        raise_on_error=False, run_config={**QUIET, "ops": _scoped(defs_assets, selection, scope)}, tags=tags,
     )
     outcome = RunOutcome(label, ["/".join(k.path) for k in selection], result.success)
     for event in result.all_events:
@@ -109,6 +132,14 @@ def materialize(
     if not result.success:
         outcome.errors = _failure_lines(result)
     return outcome
+
+
+def _scoped(defs_assets: list, selection: list[dg.AssetKey], scope: dict | None) -> dict:
+    """Run config giving ``scope`` to each selected asset that takes one."""
+    wanted = set(selection)
+    return {a.op.name: {"config": scope} for a in defs_assets
+            if scope and "symbols" in (getattr(a.op.config_schema.config_type, "fields", None) or {})
+            and wanted & set(a.keys)}
 
 
 def pools(defs_assets: list, selection: list[dg.AssetKey]) -> list[str]:

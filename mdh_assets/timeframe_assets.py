@@ -1,19 +1,16 @@
-"""The shape shared by candles, book and MFT assets: one multi-asset per (day, instrument)
-with one optional Parquet output and one blocking check per timeframe, whose checks run on
-the computed frames before anything is written."""
+"""The shape shared by candles, book and MFT assets: one multi-asset per (day, venue) with
+one optional Parquet output, one check of the computed frames and the `complete` check per
+timeframe. Each instrument's frames are checked before anything of it is written; one that
+fails is named in the manifest and the checks, and the other instruments go on."""
 
 import datetime as dt
 from collections.abc import Callable
 
 import dagster as dg
-import polars as pl
 
-from mdh_assets.backfill import Results, run_partitions
-from mdh_assets.metadata import file_metadata, preview
-from mdh_assets.partitions import by_instrument
-from mdh_lib.catalog import Catalog
+from mdh_assets.io_managers.venue_day import Scope, VenueDayRun, complete_check
+from mdh_assets.partitions import venue_day
 from mdh_lib.instruments import InstrumentKey
-from mdh_lib.layout import dataset_path
 from mdh_lib.storage import Storage
 
 
@@ -24,9 +21,9 @@ def per_timeframe(keys: dict[str, dg.AssetKey], *, group: str, description: Call
         outs={key.to_python_identifier(): dg.AssetOut(key=key, group_name=group, kinds={"parquet", "polars"},
                                                       is_required=False, description=description(tf))
               for tf, key in keys.items()},
-        check_specs=[dg.AssetCheckSpec(check, asset=key, blocking=True, description=check_description)
-                     for key in keys.values()],
-        deps=deps, partitions_def=by_instrument, can_subset=True, **kwargs,
+        check_specs=[*(dg.AssetCheckSpec(check, asset=key, blocking=False, description=check_description)
+                       for key in keys.values()), *complete_check(keys.values())],
+        deps=deps, partitions_def=venue_day, can_subset=True, **kwargs,
     )
 
 
@@ -35,54 +32,64 @@ def selected(context: dg.AssetExecutionContext, keys: dict[str, dg.AssetKey]) ->
     return [tf for tf, key in keys.items() if key in context.selected_asset_keys]
 
 
-class TimeframeRun(Results):
-    """A run of a per-timeframe multi-asset over one or more partitions: each partition is
-    written only if every check of its frames passed; the checks report per timeframe over
-    the whole run."""
+def _summed(total: dict, more: dict) -> None:
+    """Per-instrument metadata folded into the venue-day's: numbers add up, flags count the
+    instruments where they hold, anything else (a chart) is the first instrument's."""
+    for name, value in more.items():
+        if isinstance(value, bool):
+            total[name] = total.get(name, 0) + int(value)
+        elif isinstance(value, (int, float)):
+            total[name] = total.get(name, 0) + value
+        else:
+            total.setdefault(name, value)
 
-    def __init__(self, context: dg.AssetExecutionContext, keys: dict[str, dg.AssetKey], check: str):
-        super().__init__(context)
-        self.keys, self.check = keys, check
+
+class TimeframeRun(VenueDayRun):
+    """A run of a per-timeframe multi-asset over its venue-days."""
+
+    def __init__(self, context: dg.AssetExecutionContext, storage: Storage, keys: dict[str, dg.AssetKey], check: str):
         self.timeframes = selected(context, keys)
+        super().__init__(context, storage, [keys[tf] for tf in self.timeframes])
+        self.keys, self.check = keys, check
         self.problems: dict[str, list[str]] = {tf: [] for tf in self.timeframes}
 
-    def write(self, storage: Storage, what: str, partition: tuple[str, dt.date, InstrumentKey],
-              frames: dict[str, pl.DataFrame], failures: dict[str, list[str]],
-              metadata: Callable[[str, pl.DataFrame], dict]) -> None:
-        """Check results of one partition (`run_partitions`); its files when they all passed."""
-        pk, date, key = partition
-        for tf, problems in failures.items():
-            self.problems[tf] += [f"{pk}: {p}" for p in problems]
-        bad = [tf for tf, problems in failures.items() if problems]
-        if bad:
-            self.failed(f"{what}: checks failed for {', '.join(bad)}; nothing written")
-            return
-        for tf, frame in frames.items():
-            table = frame.to_arrow()
-            info = storage.write_parquet(dataset_path(self.keys[tf].path, date, key), table, sorting_column="timestamp")
-            self.materialized(self.keys[tf], pk, {
-                **file_metadata(info, table.schema), "preview": preview(frame), **metadata(tf, frame)})
-
-    def each(self, storage: Storage, what: str, compute: Callable):
-        """The run's events: for each partition (`run_partitions`), ``compute(catalog, date,
-        key, timeframes)`` gives (frames, check failures per timeframe, metadata function), None
-        when the day's definitions call for no such data for the instrument (a spot pair
-        listed without book snapshots gets no book features, and that is no failure), or
-        raises `dg.Failure` for that partition alone; then the checks and `Results.finish`."""
-        catalog = Catalog(storage)
-        for partition in run_partitions(self.context):
-            _, date, key = partition
-            try:
-                computed = compute(catalog, date, key, self.timeframes)
-            except dg.Failure as exc:
-                self.failed(exc.description)
-                continue
-            if computed is None:
-                self.skipped += 1
-                continue
-            frames, failures, metadata = computed
-            self.write(storage, f"{what} {date} {key}", partition, frames, failures, metadata)
+    def each(self, what: str, needs: str, scope: Scope, compute: Callable, chart: Callable | None = None):
+        """The run's events: for each venue-day, each instrument that has the data type
+        ``needs`` (within ``scope``): ``compute(catalog, date, key, timeframes)`` gives
+        (frames, check failures per timeframe, metadata function) or raises `dg.Failure` for
+        that instrument alone; ``chart(tf, frame, title)`` draws the first instrument's day
+        (or gives None); then the checks and `VenueDayRun.end`."""
+        self.chart = chart
+        for pk, date, venue, expected in self.partitions(what):
+            writers = {tf: self.writer(self.keys[tf], date, venue) for tf in self.timeframes}
+            extras: dict[str, dict] = {tf: {} for tf in self.timeframes}
+            for key in sorted({e.key for e in expected if e.data_type == needs and scope.keep(e)}):
+                self._instrument(date, key, writers, extras, compute)
+            for tf, writer in writers.items():
+                self.close(pk, writer, **extras[tf])
         for tf, problems in self.problems.items():
             yield dg.AssetCheckResult(asset_key=self.keys[tf], check_name=self.check, passed=not problems,
                                       metadata={"failures": "; ".join(problems)[:1000]} if problems else {})
-        yield from super().finish([self.keys[tf] for tf in self.timeframes])
+        yield from self.end()
+
+    def _instrument(self, date: dt.date, key: str, writers: dict, extras: dict, compute: Callable) -> None:
+        try:
+            frames, failures, metadata = compute(self.catalog, date, InstrumentKey.parse(key), self.timeframes)
+        except dg.Failure as exc:
+            for writer in writers.values():
+                writer.failed(key, exc.description or "failed")
+            return
+        for tf, problems in failures.items():
+            self.problems[tf] += [f"{date} {key}: {p}" for p in problems]
+        bad = [tf for tf, problems in failures.items() if problems]
+        if bad:
+            for writer in writers.values():
+                writer.failed(key, f"checks failed for {', '.join(bad)} ({failures[bad[0]][0]}); nothing written")
+            return
+        for tf, frame in frames.items():
+            writers[tf].write(key, frame)
+            _summed(extras[tf], metadata(tf, frame))
+            if self.chart and "chart" not in extras[tf]:
+                drawn = self.chart(tf, frame, f"{key} {tf} {date}")
+                if drawn is not None:
+                    extras[tf]["chart"] = drawn

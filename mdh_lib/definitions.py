@@ -108,3 +108,38 @@ def options_underlying(definitions: pa.Table, base: str) -> str | None:
     """The options underlying listed that day for a base coin (e.g. ``DERIBIT:OPTION:BTC``)."""
     found = {u for u in definitions["underlying"].to_pylist() if u and InstrumentKey.parse(u).symbol == base}
     return min(found) if found else None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Command-line filters; empty means everything in the configured universe."""
+
+    venues: tuple[str, ...] = ()
+    instrument_types: tuple[str, ...] = ()
+    symbols: tuple[str, ...] = ()
+    data_types: tuple[str, ...] = ()
+
+    def keep(self, e: Expected) -> bool:
+        return (
+            (not self.venues or e.exchange in self.venues)
+            and (not self.instrument_types or InstrumentKey.parse(e.key).type in self.instrument_types)
+            and (not self.data_types or e.data_type in self.data_types)
+            and (not self.symbols or bool(_names(e) & set(self.symbols)))
+        )
+
+    def unmatched(self, universe_exchanges: tuple[str, ...], expected: list[Expected]) -> str | None:
+        """Why a venue or symbol filter can match nothing (an unknown name), else None."""
+        unknown = [v for v in self.venues if v not in universe_exchanges]
+        if unknown:
+            return f"venue {unknown[0]!r} is not in the configured universe ({', '.join(universe_exchanges)})"
+        known = set().union(*(_names(e) for e in expected)) if expected else set()
+        unknown = [s for s in self.symbols if s not in known]
+        if unknown:
+            return f"no instrument of the universe matches symbol {unknown[0]!r} on these days"
+        return None
+
+
+def _names(e: Expected) -> set[str]:
+    """What --symbols may call an expected partition: key, exchange symbol, key symbol, base."""
+    key = InstrumentKey.parse(e.key)
+    return {e.key, e.source_symbol.upper(), key.symbol, key.base}

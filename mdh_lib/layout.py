@@ -58,6 +58,16 @@ def dataset_path(dataset: tuple[str, ...] | list[str], date: dt.date | str, key:
     return f"{dataset_folder(dataset)}/{day}/{name}.parquet"
 
 
+MANIFESTS = "_manifests"  # a leading underscore: Hive-style readers skip the folder
+
+
+def manifest_path(dataset: tuple[str, ...] | list[str], date: dt.date | str, venue: str) -> str:
+    """The manifest of one venue-day materialization of ``dataset`` (`mdh_lib.manifest`):
+    ``_manifests/{dataset}/date=YYYY-MM-DD/{venue}.parquet``."""
+    day = f"{DAY_FOLDER}{date if isinstance(date, str) else date.isoformat()}"
+    return f"{MANIFESTS}/{dataset_folder(dataset)}/{day}/{venue}.parquet"
+
+
 def raw_path(data_type: str, date: dt.date | str, key: InstrumentKey | str) -> str:
     return dataset_path(("raw", data_type), date, key)
 

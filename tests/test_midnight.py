@@ -466,11 +466,12 @@ def test_assets_read_the_neighbour_days_and_name_a_missing_one(mdh_env):
     instance = dg.DagsterInstance.get()
     for asset, key, data_type in ((["candles", "1m"], PERP, "trades"), (["book", "1m"], PERP, "book_snapshot_5"),
                                   (["features", "options"], OPTIONS, "options_chain")):
-        first = _metadata(instance, asset, f"2024-01-01|{key}")
-        assert first["previous_day_included"] is False and first["next_day_included"] is True
+        # a venue-day's metadata counts the instruments with each neighbour day (one here)
+        first = _metadata(instance, asset, f"2024-01-01|{key.exchange}")
+        assert first["previous_day_included"] == 0 and first["next_day_included"] == 1
         assert raw_path(data_type, "2023-12-31", key) in first["missing_neighbour_files"]
-        second = _metadata(instance, asset, f"2024-01-02|{key}")
-        assert second["previous_day_included"] is True and second["next_day_included"] is False
+        second = _metadata(instance, asset, f"2024-01-02|{key.exchange}")
+        assert second["previous_day_included"] == 1 and second["next_day_included"] == 0
         assert second["rows_from_previous_day"] > 0
 
     # the stored second day equals the features over the two downloaded days as one stream

@@ -6,8 +6,8 @@ import datetime as dt
 import dagster as dg
 
 from mdh_assets.cli import main
-from mdh_assets.definitions import defs
-from mdh_assets.operations.schedules import MAX_ATTEMPTS, PARTITION_TAG, pipeline_sensor
+from mdh_assets.definitions import ASSETS, defs
+from mdh_assets.operations.schedules import MAX_ATTEMPTS, SPAN_TAG, pipeline_sensor
 from mdh_assets.resources.storage import StorageResource
 
 YESTERDAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
@@ -37,51 +37,48 @@ def _requests(mdh_env) -> list[dg.RunRequest]:
 
 
 def _by_job(requests) -> dict[str, set[str]]:
+    """job -> the (venue, span of days) it is asked for."""
     out: dict[str, set[str]] = {}
     for r in requests:
-        out.setdefault(r.job_name, set()).add(r.partition_key)
+        out.setdefault(r.job_name, set()).add(r.tags[SPAN_TAG])
     return out
 
 
 def test_sensor_requests_each_step_once_its_inputs_exist(mdh_env):
     assert _requests(mdh_env) == []  # no definitions yet: nothing to ask for
     assert main(["instruments", *DAY]) == 0
-    jobs = _by_job(_requests(mdh_env))
     y = YESTERDAY.isoformat()
-    assert jobs == {
-        "raw_instruments": {f"{y}|BINANCE:SPOT_PAIR:BTC-USDT", f"{y}|BINANCE-FUTURES:PERPETUAL:BTC-USDT",
-                            f"{y}|DERIBIT:PERPETUAL:BTC-USD", f"{y}|DERIBIT:PERPETUAL:ETH-USD"},
-        "raw_derivatives": {f"{y}|BINANCE-FUTURES:PERPETUAL:BTC-USDT", f"{y}|DERIBIT:PERPETUAL:BTC-USD",
-                            f"{y}|DERIBIT:PERPETUAL:ETH-USD"},
-        "raw_options": {f"{y}|DERIBIT:OPTION:BTC"},
-    }
-    assert all(r.tags[PARTITION_TAG] == r.partition_key for r in _requests(mdh_env))
+    requests = _requests(mdh_env)
+    assert _by_job(requests) == {"raw": {f"binance:{y}..{y}", f"binance-futures:{y}..{y}", f"deribit:{y}..{y}"}}
+    deribit = next(r for r in requests if r.tags[SPAN_TAG].startswith("deribit"))
+    assert sorted(k.to_user_string() for k in deribit.asset_selection) == [
+        f"raw/{t}" for t in ("book_snapshot_5", "derivative_ticker", "liquidations", "options_chain", "trades")]
+    assert deribit.tags["dagster/asset_partition_range_start"] == f"{y}|deribit"
 
     assert main(["download", *DAY]) == 0
     jobs = _by_job(_requests(mdh_env))
-    assert set(jobs) == {"options_features", "candles_and_book"}
-    assert len(jobs["candles_and_book"]) == 4
+    assert jobs == {"options_features": {f"deribit:{y}..{y}"},
+                    "candles_and_book": {f"binance:{y}..{y}", f"binance-futures:{y}..{y}", f"deribit:{y}..{y}"}}
 
     assert main(["candle-processing", *DAY]) == 0
     assert set(_by_job(_requests(mdh_env))) == {"mft_features", "warehouse"}
 
 
-def test_failed_partitions_are_retried_then_given_up(mdh_env, server):
+def test_failed_instruments_are_retried_then_given_up(mdh_env, server):
+    from mdh_assets.pipeline import Runtime
+    from mdh_lib.config import load_settings
+
     assert main(["instruments", *DAY]) == 0
     server.inject("status", match="binance/trades/", status=404)
-    key = f"{YESTERDAY.isoformat()}|BINANCE:SPOT_PAIR:BTC-USDT"
+    span = f"binance:{YESTERDAY}..{YESTERDAY}"
+    rt = Runtime(load_settings())
     for attempt in range(MAX_ATTEMPTS):
-        assert key in _by_job(_requests(mdh_env))["raw_instruments"], attempt
-        from mdh_assets.pipeline import Runtime
-        from mdh_lib.config import load_settings
-
-        rt = Runtime(load_settings())
-        job = defs.resolve_job_def("raw_instruments")
-        result = job.execute_in_process(instance=rt.instance, partition_key=key, raise_on_error=False,
-                                        resources=rt.resources, tags={PARTITION_TAG: key},
-                                        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
-        assert not result.success
-    assert key not in _by_job(_requests(mdh_env)).get("raw_instruments", set())
+        [request] = [r for r in _requests(mdh_env) if r.tags[SPAN_TAG] == span]
+        assert request.job_name == "raw", attempt
+        result = dg.materialize(ASSETS, selection=request.asset_selection, instance=rt.instance, raise_on_error=False,
+                                resources=rt.resources, tags=request.tags)
+        assert result.success  # the venue-day is materialized; its manifest names the failed instrument
+    assert span not in _by_job(_requests(mdh_env)).get("raw", set())
 
 
 def _materialization(instance: dg.DagsterInstance, asset: list[str], partition: str) -> dict:
@@ -91,9 +88,11 @@ def _materialization(instance: dg.DagsterInstance, asset: list[str], partition: 
     return {k: v.value for k, v in found[0].metadata.items()}
 
 
-def test_backfill_runs_a_range_per_instrument_and_a_bad_day_fails_alone(mdh_env, server, capsys):
-    """Three days of one spot pair: one raw run and one candle run in all; a 404 on the middle
-    day fails that partition only, with one line naming it, and keeps the other two."""
+def test_backfill_runs_a_range_per_venue_and_a_bad_file_fails_alone(mdh_env, server, capsys):
+    """Three days of one venue: one raw run and one candle run in all; a 404 on the middle
+    day's trades fails that instrument only, with one line naming it, and keeps the rest."""
+    import json
+
     from mdh_assets.pipeline import Runtime
     from mdh_lib.config import load_settings
     from mdh_lib.layout import raw_path
@@ -108,32 +107,33 @@ def test_backfill_runs_a_range_per_instrument_and_a_bad_day_fails_alone(mdh_env,
     storage = Storage(mdh_env["MDH_DATA_ROOT"])
     spot = "BINANCE:SPOT_PAIR:BTC-USDT"
     assert [storage.exists(raw_path("trades", f"2024-01-0{d}", spot)) for d in (1, 2, 3)] == [True, False, True]
+    assert main(["missing-tick-reports", *span, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"date": "2024-01-02", "instrument_key": spot, "data_type": "trades", "status": "failed"}]
 
     rt = Runtime(load_settings())
-    statuses = rt.instance.get_status_by_partition(
-        dg.AssetKey(["raw", "trades"]), [f"2024-01-0{d}|{spot}" for d in (1, 2, 3)],
-        defs.resolve_assets_def(dg.AssetKey(["raw", "trades"])).partitions_def)
-    assert [s.value for s in statuses.values()] == ["MATERIALIZED", "FAILED", "MATERIALIZED"]
 
     def range_runs() -> int:
         return sum(1 for r in rt.instance.get_runs()
-                   if r.tags.get("dagster/asset_partition_range_end") == f"2024-01-03|{spot}")
+                   if r.tags.get("dagster/asset_partition_range_end") == "2024-01-03|binance")
 
     assert range_runs() == 1  # trades and book_snapshot_5 of three days
 
     server.clear_faults()
-    assert main(["download", *span]) == 0  # only the failed day is fetched again
+    server.clear_requests()
+    assert main(["download", *span]) == 0  # only the failed file is fetched again
+    assert [p for _, p, _ in server.requests if p.endswith(".csv.gz")] == ["/v1/binance/trades/2024/01/02/BTCUSDT.csv.gz"]
     assert main(["candle-processing", *span]) == 0
-    assert range_runs() == 2  # and one run of candles and book for the three days
+    assert range_runs() == 2  # the retry was a one-day run; one run of candles and book for the three days
 
-    raw = _materialization(rt.instance, ["raw", "trades"], f"2024-01-03|{spot}")
-    assert raw["dagster/row_count"] > 0 and raw["first_timestamp"].startswith("2024-01-0")
+    raw = _materialization(rt.instance, ["raw", "trades"], "2024-01-03|binance")
+    assert raw["dagster/row_count"] > 0 and raw["instruments_ok"] == 1 and raw["manifest"].endswith("binance.parquet")
     assert [c.name for c in raw["dagster/column_schema"].columns][:4] == ["exchange", "symbol", "timestamp", "local_timestamp"]
     assert len(raw["preview"].records) == 5
-    candle = _materialization(rt.instance, ["candles", "1m"], f"2024-01-02|{spot}")
+    candle = _materialization(rt.instance, ["candles", "1m"], "2024-01-02|binance")
     assert candle["dagster/row_count"] == 1440 and len(candle["preview"].records) == 5
     assert "data:image/png;base64," in candle["chart"]
-    assert "chart" not in _materialization(rt.instance, ["candles", "15s"], f"2024-01-02|{spot}")
+    assert "chart" not in _materialization(rt.instance, ["candles", "15s"], "2024-01-02|binance")
 
 
 def test_pools_default_to_one_step_at_a_time(mdh_env):

@@ -1,6 +1,7 @@
 """End to end through Dagster and the official tardis-dev client against the sample server:
 instruments, raw downloads, the missing-data report, bad input and idempotency."""
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -171,21 +172,43 @@ def test_bad_arguments_get_one_line(mdh_env):
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
-def test_partition_outside_definitions_fails_without_download(mdh_env, server):
-    from mdh_assets.partitions import register_partitions
+def test_a_venue_day_keeps_going_past_a_failed_instrument_and_a_rerun_fetches_only_it(mdh_env, server, capsys):
+    """One materialization per (day, venue) covers every instrument: a 404 on one file fails
+    that instrument alone (manifest, report, `complete` check); the next download fetches only
+    what is not ok; instruments the day does not list are never fetched."""
+    import json
+
     from mdh_assets.pipeline import Runtime
+    from mdh_lib import manifest
     from mdh_lib.config import load_settings
 
     assert main(["instruments", *DAY]) == 0
-    rt = Runtime(load_settings())
-    expired = "DERIBIT:FUTURE:BTC-USD-231229"  # expired before the day
-    register_partitions(rt.instance, {expired})
+    server.inject("status", match="deribit/trades/2024/01/01/ETH-PERPETUAL", status=404)
     server.clear_requests()
-    outcome = rt.run([dg.AssetKey(["raw", "trades"])], f"2024-01-01|{expired}")
-    assert not outcome.success
-    assert outcome.errors == [f"trades 2024-01-01 {expired}: not available that day (no such data type for it, "
-                              "outside its availability window, or not in the configured universe); nothing downloaded"]
-    assert not [p for _, p, _ in server.requests if p.endswith(".csv.gz")]
+    capsys.readouterr()
+    assert main(["download", *DAY, "--venues", "deribit"]) == 1
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if line.startswith("failed")]
+    assert len(failed) == 1 and "raw/trades 2024-01-01 DERIBIT:PERPETUAL:ETH-USD" in failed[0] and "HTTP 404" in failed[0]
+    assert not [p for _, p, _ in server.requests if "BTC-231229" in p]  # expired before the day: never listed
+    rt = Runtime(load_settings())
+    outcomes = manifest.read(rt.storage, ("raw", "trades"), dt.date(2024, 1, 1), "deribit")
+    assert outcomes["DERIBIT:PERPETUAL:ETH-USD"].status == "failed" and outcomes["DERIBIT:PERPETUAL:ETH-USD"].attempts == 1
+    assert outcomes["DERIBIT:PERPETUAL:BTC-USD"].status == "ok"
+    checks = rt.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey(["raw", "trades"]), "complete")])
+    assert list(checks.values())[0].status.value == "FAILED"
+    assert main(["missing-tick-reports", *DAY, "--venues", "deribit", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"date": "2024-01-01", "instrument_key": "DERIBIT:PERPETUAL:ETH-USD", "data_type": "trades", "status": "failed"}]
+
+    server.clear_faults()
+    server.clear_requests()
+    assert main(["download", *DAY, "--venues", "deribit"]) == 0
+    assert sorted(p for _, p, _ in server.requests if p.endswith(".csv.gz")) == [
+        "/v1/deribit/trades/2024/01/01/ETH-PERPETUAL.csv.gz"]
+    assert manifest.read(rt.storage, ("raw", "trades"), dt.date(2024, 1, 1), "deribit")[
+        "DERIBIT:PERPETUAL:ETH-USD"].status == "ok"
 
 
 def test_unknown_symbol_or_venue_is_one_clear_line(mdh_env):

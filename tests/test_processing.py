@@ -89,7 +89,8 @@ def test_broken_raw_data_fails_candle_checks_and_writes_nothing(downloaded, caps
     capsys.readouterr()
     assert main(["candle-processing", *DAY1, "--symbols", PERP]) == 1
     err = capsys.readouterr().err
-    assert f"candles 2024-01-01 {PERP}: checks failed for" in err
+    assert f"candles/15s 2024-01-01 {PERP}: checks failed for" in err
+    assert len([line for line in err.splitlines() if line.startswith("failed")]) == 1  # one line, not one per timeframe
     assert not downloaded.exists(candles_path("1m", "2024-01-01", PERP))
     history = _runtime().instance.event_log_storage.get_asset_check_execution_history(
         AssetCheckKey(AssetKey(["candles", "15s"]), "candle_checks"), limit=5)

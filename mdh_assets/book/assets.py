@@ -1,19 +1,19 @@
-"""Order-book features 15s..24h for each (day, instrument), streamed from the day's
-book_snapshot_5 Parquet one row group at a time (bounded memory on 10M-snapshot days), with the
-last snapshot before midnight and the neighbour days' rows stamped in the day
-(`mdh_lib.candles.day_inputs.day_book`)."""
+"""Order-book features 15s..24h of every instrument with book snapshots of a (day, venue),
+each streamed from its book_snapshot_5 Parquet one row group at a time (bounded memory on
+10M-snapshot days), with the last snapshot before midnight and the neighbour days' rows
+stamped in the day (`mdh_lib.candles.day_inputs.day_book`)."""
 
 import datetime as dt
 
 import dagster as dg
 
 from mdh_assets.backfill import POLICY
+from mdh_assets.io_managers.venue_day import Scope
+from mdh_assets.partitions import neighbour_days
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.timeframe_assets import TimeframeRun, per_timeframe
-from mdh_assets.candles.assets import neighbour_days
 from mdh_lib.candles.day_inputs import day_book
 from mdh_lib.catalog import Catalog
-from mdh_lib.definitions import instrument_row
 from mdh_lib.features.book import BookAggregator
 from mdh_lib.frames import Instrument, with_ids
 from mdh_lib.timeframes import TIMEFRAMES, grid_failures
@@ -30,20 +30,17 @@ BOOK_KEYS = {tf: dg.AssetKey(["book", tf]) for tf in TIMEFRAMES}
     description=lambda tf: f"{tf} order-book features from book_snapshot_5 (mdh_lib.features.book)",
     check_description="one row per bucket of the day, increasing timestamps", backfill_policy=POLICY,
 ))
-def book_assets(context: dg.AssetExecutionContext, storage: StorageResource):
-    yield from TimeframeRun(context, BOOK_KEYS, GRID_CHECK).each(storage.storage, "book", _book_partition)
+def book_assets(context: dg.AssetExecutionContext, config: Scope, storage: StorageResource):
+    yield from TimeframeRun(context, storage.storage, BOOK_KEYS, GRID_CHECK).each(
+        "book", "book_snapshot_5", config, _book_instrument)
 
 
-def _book_partition(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
-    definitions = catalog.definitions(date)
-    definition = instrument_row(definitions, key) if definitions is not None else None
-    if definition is not None and "book_snapshot_5" not in definition["data_types"]:
-        return None  # listed without book snapshots: no book features, and no failure
+def _book_instrument(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
     inputs = day_book(catalog, date, key)
     if inputs is None:
         raise dg.Failure(description=f"book {date} {key}: raw/book_snapshot_5 is not downloaded; run mdh download first")
     chunks, sources = inputs
-    instrument = Instrument.from_definitions(definitions, key)
+    instrument = Instrument.from_definitions(catalog.definitions(date), key)
     aggregator = BookAggregator(date, timeframes)
     snapshots = 0
     for chunk in chunks:

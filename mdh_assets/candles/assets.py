@@ -1,5 +1,6 @@
-"""Candles 15s..24h for each (day, instrument): one read of the day's ticks feeds every
-timeframe (a multi-asset, one output per timeframe), checked before anything is written."""
+"""Candles 15s..24h of every instrument with trades of a (day, venue): one read of an
+instrument's ticks feeds every timeframe (a multi-asset, one output per timeframe), checked
+before anything of it is written."""
 
 import datetime as dt
 
@@ -7,7 +8,8 @@ import dagster as dg
 
 from mdh_assets.backfill import POLICY
 from mdh_assets.metadata import CHART_TIMEFRAMES, candle_chart
-from mdh_assets.partitions import DATE, INSTRUMENT
+from mdh_assets.io_managers.venue_day import Scope
+from mdh_assets.partitions import every_venue_that_day, neighbour_days
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.timeframe_assets import TimeframeRun, per_timeframe
 from mdh_lib.candles import Instrument, candles
@@ -28,33 +30,23 @@ def candle_key(tf: str) -> dg.AssetKey:
 CANDLE_KEYS = {tf: candle_key(tf) for tf in TIMEFRAMES}
 
 
-def neighbour_days() -> dg.MultiPartitionMapping:
-    """Day D's features read the tail of D-1's raw file, D's and the head of D+1's
-    (`mdh_lib.candles.day_inputs`); a day at the start of the data has no D-1."""
-    return dg.MultiPartitionMapping({
-        DATE: dg.DimensionPartitionMapping(DATE, dg.TimeWindowPartitionMapping(
-            start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True)),
-        INSTRUMENT: dg.DimensionPartitionMapping(INSTRUMENT, dg.IdentityPartitionMapping()),
-    })
-
-
 @dg.multi_asset(**per_timeframe(
     CANDLE_KEYS, group="candles", check=CANDLE_CHECK,
     description=lambda tf: f"{tf} candles with HFT, derivative and options columns (SPEC section 6)",
     check_description="types, OHLC and VWAP ranges, taker volumes, full grid, increasing timestamps",
     deps=[*(dg.AssetDep(["raw", t], partition_mapping=neighbour_days())
-            for t in ("trades", "derivative_ticker", "liquidations")), ["features", "options"]],
+            for t in ("trades", "derivative_ticker", "liquidations")),
+          dg.AssetDep(["features", "options"], partition_mapping=every_venue_that_day())],
     backfill_policy=POLICY,
 ))
-def candle_assets(context: dg.AssetExecutionContext, storage: StorageResource):
-    yield from TimeframeRun(context, CANDLE_KEYS, CANDLE_CHECK).each(storage.storage, "candles", _candle_partition)
+def candle_assets(context: dg.AssetExecutionContext, config: Scope, storage: StorageResource):
+    yield from TimeframeRun(context, storage.storage, CANDLE_KEYS, CANDLE_CHECK).each(
+        "candles", "trades", config, _candle_instrument,
+        chart=lambda tf, frame, title: candle_chart(frame, title) if tf in CHART_TIMEFRAMES else None)
 
 
-def _candle_partition(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
-    computed = _candles(catalog, date, key, timeframes)
-    if computed is None:
-        return None
-    frames, sources, features = computed
+def _candle_instrument(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
+    frames, sources, features = _candles(catalog, date, key, timeframes)
     failures = {tf: check_candles(frame, date, tf) for tf, frame in frames.items()}
     neighbours = Sources.total(sources.values()).metadata()
     return frames, failures, lambda tf, frame: {
@@ -63,19 +55,15 @@ def _candle_partition(catalog: Catalog, date: dt.date, key, timeframes: list[str
         **neighbours,
         "late_trades_from_next_day": sources["trades"].from_next_day,
         "options_columns": features is not None,
-        **({"chart": candle_chart(frame, f"{key} {tf} {date}")} if tf in CHART_TIMEFRAMES else {}),
     }
 
 
 def _candles(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
-    """(frames per timeframe, neighbour-file sources per data type, options features or None),
-    or None for an instrument listed without trades (book snapshots only)."""
+    """(frames per timeframe, neighbour-file sources per data type, options features or None)."""
     definitions = catalog.definitions(date)
     definition = instrument_row(definitions, key) if definitions is not None else None
     if definition is None:
         raise dg.Failure(description=f"candles {date} {key}: not in the instrument definitions of {date}")
-    if "trades" not in definition["data_types"]:
-        return None
     inputs, sources, absent = candle_inputs(catalog, date, key, definition["data_types"])
     if absent:
         raise dg.Failure(description=f"candles {date} {key}: raw/{absent[0]} is not downloaded; run mdh download first")

@@ -1,4 +1,5 @@
-"""Options-chain features per (day, underlying) and MFT features 1m..24h per (day, instrument)."""
+"""Options-chain features of each underlying and MFT features 1m..24h of each instrument with
+trades, per (day, venue)."""
 
 import datetime as dt
 import math
@@ -6,9 +7,10 @@ import math
 import dagster as dg
 import polars as pl
 
-from mdh_assets.candles.assets import candle_key, neighbour_days
 from mdh_assets.backfill import POLICY
-from mdh_assets.partitions import by_underlying, split
+from mdh_assets.candles.assets import candle_key
+from mdh_assets.io_managers.venue_day import Scope
+from mdh_assets.partitions import neighbour_days
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.timeframe_assets import TimeframeRun, per_timeframe
 from mdh_lib.candles.day_inputs import day_as_of
@@ -22,32 +24,30 @@ GRID_CHECK = "full_grid"
 OPTIONS = dg.AssetKey(["features", "options"])
 
 
-@dg.asset(
-    key=OPTIONS,
-    partitions_def=by_underlying,
+@dg.multi_asset(**per_timeframe(
+    {"15s": OPTIONS}, group="features", check=GRID_CHECK,
     deps=[dg.AssetDep(["raw", "options_chain"], partition_mapping=neighbour_days())],
-    group_name="features",
-    kinds={"parquet", "polars"},
-    check_specs=[dg.AssetCheckSpec(GRID_CHECK, asset=OPTIONS, blocking=True,
-                                   description="one row per 15s bucket of the day, increasing timestamps")],
-    description="ATM mark IV and 25-delta put/call skew (nearest expiry and 30 days) per 15s (mdh_lib.features.options)",
-)
-def options_features_asset(context: dg.AssetExecutionContext, storage: StorageResource):
-    date, underlying = split(context.partition_key)
-    inputs = day_as_of(Catalog(storage.storage), "options_chain", date, underlying)
+    description=lambda tf: "ATM mark IV and 25-delta put/call skew (nearest expiry and 30 days) per 15s of each "
+                           "options underlying of the venue (mdh_lib.features.options)",
+    check_description="one row per 15s bucket of the day, increasing timestamps", backfill_policy=POLICY,
+))
+def options_features_asset(context: dg.AssetExecutionContext, config: Scope, storage: StorageResource):
+    yield from TimeframeRun(context, storage.storage, {"15s": OPTIONS}, GRID_CHECK).each(
+        "options features", "options_chain", config, _options_underlying)
+
+
+def _options_underlying(catalog: Catalog, date: dt.date, underlying, timeframes: list[str]):
+    inputs = day_as_of(catalog, "options_chain", date, underlying)
     if inputs is None:
-        raise dg.Failure(description=f"options features {date} {underlying}: raw/options_chain is not downloaded; run mdh download first")
+        raise dg.Failure(description=f"options features {date} {underlying}: raw/options_chain is not downloaded; "
+                                     "run mdh download first")
     chain, sources = inputs
     frame = options_features(chain, date)
-    problems = grid_failures(frame, date, "15s")
-    yield dg.AssetCheckResult(check_name=GRID_CHECK, passed=not problems,
-                              metadata={"failures": "; ".join(problems)} if problems else {})
-    if problems:
-        raise dg.Failure(description=f"options features {date} {underlying}: {'; '.join(problems)}")
-    yield dg.Output(frame.to_arrow(), metadata={
+    return {"15s": frame}, {"15s": grid_failures(frame, date, "15s")}, lambda tf, frame: {
         "chain_rows": chain.height, **sources.metadata(),
-        "atm_mark_iv_last": _last(frame, "atm_mark_iv"), "skew_25d_put_call_ratio_last": _last(frame, "skew_25d_put_call_ratio"),
-    })
+        f"{underlying.symbol}_atm_mark_iv_last": _last(frame, "atm_mark_iv"),
+        f"{underlying.symbol}_skew_25d_put_call_ratio_last": _last(frame, "skew_25d_put_call_ratio"),
+    }
 
 
 def _last(frame: pl.DataFrame, col: str) -> float:
@@ -75,11 +75,11 @@ def _history(catalog: Catalog, date: dt.date, key, tf: str) -> pl.DataFrame | No
     description=lambda tf: f"{tf} MFT features from {tf} candles (mdh_lib.features.mft)",
     check_description="one row per bucket of the day, increasing timestamps", backfill_policy=POLICY,
 ))
-def mft_assets(context: dg.AssetExecutionContext, storage: StorageResource):
-    yield from TimeframeRun(context, MFT_KEYS, GRID_CHECK).each(storage.storage, "mft", _mft_partition)
+def mft_assets(context: dg.AssetExecutionContext, config: Scope, storage: StorageResource):
+    yield from TimeframeRun(context, storage.storage, MFT_KEYS, GRID_CHECK).each("mft", "trades", config, _mft_instrument)
 
 
-def _mft_partition(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
+def _mft_instrument(catalog: Catalog, date: dt.date, key, timeframes: list[str]):
     instrument = Instrument.from_definitions(catalog.definitions(date), key)
     frames, history_rows = {}, {}
     for tf in timeframes:

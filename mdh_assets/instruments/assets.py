@@ -1,4 +1,5 @@
-"""Daily instrument definitions; materializing a day registers its instruments as partitions."""
+"""Daily instrument definitions of every configured venue: what each venue-day partition of
+the raw and derived assets covers."""
 
 
 import datetime as dt
@@ -9,11 +10,11 @@ import polars as pl
 
 from mdh_assets.backfill import POLICY, Results
 from mdh_assets.metadata import file_metadata, preview
-from mdh_assets.partitions import daily, register_partitions
+from mdh_assets.partitions import daily
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.resources.tardis import TardisResource
 from mdh_lib.config import load_settings
-from mdh_lib.definitions import build_definitions, expected_partitions
+from mdh_lib.definitions import build_definitions
 from mdh_lib.instruments import InstrumentError
 from mdh_lib.layout import dataset_path
 from mdh_lib.tardis.client import TardisError
@@ -48,7 +49,6 @@ def instruments(context: dg.AssetExecutionContext, tardis: TardisResource, stora
         except InstrumentError as exc:
             results.failed(f"instruments {date}: {exc} (check the universe in mdh.toml)")
             continue
-        register_partitions(context.instance, {e.key for e in expected_partitions(table)})
         info = storage.storage.write_parquet(dataset_path(KEY.path, date), table)
         by_type = Counter(table["instrument_type"].to_pylist())
         results.materialized(KEY, pk, {

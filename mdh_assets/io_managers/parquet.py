@@ -1,9 +1,9 @@
 """Parquet IO manager over the storage root: asset key = dataset folder (`mdh_lib.layout`).
 
 Outputs are Arrow tables written atomically (`mdh_lib.storage`); inputs load as Arrow tables.
-It serves the assets with one partition per run (instruments, reports, options features);
-the raw, candle, book and MFT assets run over ranges of partitions and write each
-partition themselves (`mdh_assets.backfill`), with the same metadata.
+It serves the daily single-file assets returned as one output (the retention report); the
+venue-day assets write a file per instrument through `mdh_assets.io_managers.venue_day`,
+with the same metadata.
 """
 
 
@@ -12,15 +12,11 @@ import polars as pl
 import pyarrow as pa
 
 from mdh_assets.metadata import file_metadata, preview
-from mdh_assets.partitions import DATE, INSTRUMENT
 from mdh_assets.resources.storage import StorageResource
 from mdh_lib.layout import dataset_path
 
 
-def _partition_path(asset_key: dg.AssetKey, partition_key) -> str:
-    if isinstance(partition_key, dg.MultiPartitionKey):
-        dims = partition_key.keys_by_dimension
-        return dataset_path(asset_key.path, dims[DATE], dims[INSTRUMENT])
+def _partition_path(asset_key: dg.AssetKey, partition_key: str) -> str:
     return dataset_path(asset_key.path, partition_key)
 
 

@@ -1,9 +1,13 @@
 """The seed's daily pipeline in Dagster: at 08:00 UTC the schedule materializes yesterday's
-instrument definitions and missing-data report (and at 08:30 the raw retention runs); the `pipeline` sensor then requests, for
-every day in the look-back window, what is missing or failed, step by step: raw downloads,
-options features, candles and book, MFT features, warehouse tables. It is also the gap
-filler: a day that failed last week is retried on the next tick (at most
-`MAX_ATTEMPTS` failed runs per partition), and a partition in progress is never requested.
+instrument definitions and missing-data report (and at 08:30 the raw retention runs); the
+`pipeline` sensor then requests, for every day in the look-back window, what is missing or
+failed, step by step, with the CLI's planner (`mdh_assets.planner`): raw downloads, options
+features, candles and book, MFT features, warehouse tables, one request per (step, venue,
+span of days). It is also the gap filler: a day that failed last week is retried on the next
+tick (an instrument at most `MAX_ATTEMPTS` times in a row, a derived step over the same
+venue-days likewise), and a venue-day in progress is never requested. An evaluation costs a
+few instance queries and one manifest read per data type, whatever the number of
+instruments.
 Each evaluation first recovers the runs of crashed `mdh` processes (`mdh_assets.recovery`),
 so a partition whose run died is retried rather than left "in progress" for ever.
 """
@@ -15,38 +19,36 @@ import os
 
 import dagster as dg
 
-from mdh_assets.partitions import by_instrument, by_underlying, partition_key
+from mdh_assets.partitions import split, venue_day_key
+from mdh_assets.planner import Planned, raw_runs, step_runs
 from mdh_assets.recovery import recover
-from mdh_assets.reports.status import statuses, status_table
+from mdh_assets.reports.status import status_table, statuses
 from mdh_assets.resources.storage import StorageResource
+from mdh_assets.runs import RANGE_END_TAG, RANGE_START_TAG
 from mdh_lib.catalog import Catalog
 from mdh_lib.config import load_settings
 from mdh_lib.definitions import expected_partitions
 from mdh_lib.instruments import InstrumentKey
 from mdh_lib.retention import Retention
+from mdh_lib.storage import Storage
 from mdh_lib.timeframes import MFT_TIMEFRAMES, TIMEFRAMES
 
 LOOKBACK_DAYS = int(os.environ.get("MDH_LOOKBACK_DAYS", "7"))
 MAX_ATTEMPTS = 3
-PARTITION_TAG = "mdh/partition"
+STEP_TAG, SPAN_TAG = "mdh/step", "mdh/venue_days"
 
 daily_job = dg.define_asset_job("daily_definitions", selection=["instruments", "reports/missing"])
 retention_job = dg.define_asset_job("raw_retention", selection=["reports/retention"])
-# One job per raw partitions definition: (job, the data types it downloads).
-RAW_GROUPS = {
-    name: (dg.define_asset_job(f"raw_{name}", selection=[f"raw/{t}" for t in types]), set(types))
-    for name, types in (("instruments", ("trades", "book_snapshot_5")),
-                        ("derivatives", ("derivative_ticker", "liquidations")),
-                        ("options", ("options_chain",)))
+# The pipeline's steps, each a job over (day, venue) partitions; a run selects its assets.
+STEP_JOBS = {
+    "raw": dg.define_asset_job("raw", selection=dg.AssetSelection.groups("raw")),
+    "options": dg.define_asset_job("options_features", selection=["features/options"]),
+    "candles": dg.define_asset_job(
+        "candles_and_book", selection=[f"{k}/{tf}" for k in ("candles", "book") for tf in TIMEFRAMES]),
+    "mft": dg.define_asset_job("mft_features", selection=[f"features/mft/{tf}" for tf in MFT_TIMEFRAMES]),
+    "warehouse": dg.define_asset_job("warehouse", selection=dg.AssetSelection.groups("warehouse")),
 }
-options_job = dg.define_asset_job("options_features", selection=["features/options"])
-candles_job = dg.define_asset_job(
-    "candles_and_book", selection=[f"{k}/{tf}" for k in ("candles", "book") for tf in TIMEFRAMES])
-mft_job = dg.define_asset_job("mft_features", selection=[f"features/mft/{tf}" for tf in MFT_TIMEFRAMES])
-warehouse_job = dg.define_asset_job("warehouse", selection=dg.AssetSelection.groups("warehouse"))
-# The jobs the gap-filling sensor requests, then every job of the code location.
-PIPELINE_JOBS = [*(job for job, _ in RAW_GROUPS.values()), options_job, candles_job, mft_job, warehouse_job]
-JOBS = [daily_job, *PIPELINE_JOBS, retention_job]
+JOBS = [daily_job, *STEP_JOBS.values(), retention_job]
 
 daily_schedule = dg.build_schedule_from_partitioned_job(
     daily_job, name="daily_0800_utc", hour_of_day=8, minute_of_hour=0,
@@ -56,64 +58,62 @@ retention_schedule = dg.build_schedule_from_partitioned_job(
     retention_job, name="raw_retention_0830_utc", hour_of_day=8, minute_of_hour=30,
     description="08:30 UTC: delete the raw files older than the retention window, as of yesterday",
 )
+# What tells that a step is done for a venue-day (its first timeframe stands for the rest).
+DONE = {"options": dg.AssetKey(["features", "options"]), "candles": dg.AssetKey(["candles", "1m"]),
+        "mft": dg.AssetKey(["features", "mft", "1m"]), "warehouse": dg.AssetKey(["warehouse", "candles_1m"])}
+# A step runs once the step before it is done for the venue-day (raw: every instrument of it).
+AFTER = {"options": None, "candles": None, "mft": "candles", "warehouse": "candles"}
 
 
-def _request(context: dg.SensorEvaluationContext, job, pk: str) -> dg.RunRequest | None:
-    """A run for ``pk`` unless it already failed `MAX_ATTEMPTS` times."""
+def _request(context: dg.SensorEvaluationContext, planned: Planned) -> dg.RunRequest | None:
+    """A run for ``planned`` unless the same step over the same venue-days failed
+    `MAX_ATTEMPTS` times (then a person looks: the report lists it as failed)."""
+    span = f"{planned.venue}:{planned.first}..{planned.last}"
     failed = context.instance.get_runs_count(dg.RunsFilter(
-        job_name=job.name, tags={PARTITION_TAG: pk}, statuses=[dg.DagsterRunStatus.FAILURE]))
+        tags={STEP_TAG: planned.step, SPAN_TAG: span}, statuses=[dg.DagsterRunStatus.FAILURE]))
     if failed >= MAX_ATTEMPTS:
         return None
-    return dg.RunRequest(job_name=job.name, partition_key=pk, tags={PARTITION_TAG: pk})
+    return dg.RunRequest(job_name=STEP_JOBS[planned.step].name, asset_selection=list(planned.assets),
+                         tags={STEP_TAG: planned.step, SPAN_TAG: span, RANGE_START_TAG: planned.first_key,
+                               RANGE_END_TAG: planned.last_key})
 
 
-def _todo(context, job, asset_key: dg.AssetKey, partitions_def, keys: list[str]) -> list[dg.RunRequest]:
-    found = statuses(context.instance, asset_key, partitions_def, keys)
-    requests = [_request(context, job, pk) for pk, status in found.items() if status in ("missing", "failed")]
-    return [r for r in requests if r is not None]
-
-
-def day_requests(context: dg.SensorEvaluationContext, catalog: Catalog, date: dt.date) -> list[dg.RunRequest]:
-    """What one day still needs, in pipeline order: a step is requested only once the data
-    it reads is materialized."""
-    definitions = catalog.definitions(date)
-    if definitions is None:
+def pipeline_requests(context: dg.SensorEvaluationContext, storage: Storage, dates: list[dt.date]) -> list[dg.RunRequest]:
+    """What the days still need, in pipeline order (`mdh_assets.planner`): a step is requested
+    for a venue-day only once its inputs are materialized, never while it is in progress."""
+    catalog = Catalog(storage)
+    expected = [e for d in dates if (defs := catalog.definitions(d)) is not None for e in expected_partitions(defs)]
+    if not expected:
         return []
-    expected = expected_partitions(definitions)
-    report = status_table(context.instance, expected, Retention.of(load_settings())).to_pylist()
-    requests, raw_done = [], {}
-    for row in report:
-        raw_done.setdefault(row["instrument_key"], []).append(row["status"] == "materialized")
-    pending = {(r["data_type"], r["instrument_key"]) for r in report if r["status"] in ("missing", "failed")}
-    for job, types in RAW_GROUPS.values():
-        keys = sorted({k for t, k in pending if t in types})
-        requests += [r for r in (_request(context, job, str(partition_key(date, k))) for k in keys) if r]
-    complete = sorted(k for k, done in raw_done.items() if all(done))
-    instruments = [k for k in complete if InstrumentKey.parse(k).type != "OPTION"]
-    underlyings = [k for k in complete if InstrumentKey.parse(k).type == "OPTION"]
-
-    def pk(keys: list[str]) -> list[str]:
-        return [str(partition_key(date, k)) for k in keys]
-
-    requests += _todo(context, options_job, dg.AssetKey(["features", "options"]), by_underlying, pk(underlyings))
-    requests += _todo(context, candles_job, dg.AssetKey(["candles", "1m"]), by_instrument, pk(instruments))
-    with_candles = [k for k, s in statuses(context.instance, dg.AssetKey(["candles", "1m"]), by_instrument,
-                                           pk(instruments)).items() if s == "materialized"]
-    requests += _todo(context, mft_job, dg.AssetKey(["features", "mft", "1m"]), by_instrument, with_candles)
-    requests += _todo(context, warehouse_job, dg.AssetKey(["warehouse", "candles_1m"]), by_instrument, with_candles)
-    return requests
+    rows = status_table(context.instance, storage, expected, Retention.of(load_settings())).to_pylist()
+    retry = [r for r in rows if r["status"] == "missing" or (r["status"] == "failed" and r["attempts"] < MAX_ATTEMPTS)]
+    planned = raw_runs(retry, {})
+    raw_done: dict[tuple[str, dt.date, str], bool] = {}  # (data type, date, venue) -> every instrument ok
+    for r in rows:
+        at = (r["data_type"], r["date"], InstrumentKey.parse(r["instrument_key"]).exchange)
+        raw_done[at] = raw_done.get(at, True) and r["status"] in ("materialized", "expired")
+    keys = sorted({str(venue_day_key(e.date, e.exchange)) for e in expected})
+    done = {step: {split(pk): s for pk, s in statuses(context.instance, asset, keys).items()}
+            for step, asset in DONE.items()}
+    inputs = {"options": "options_chain", "candles": "trades", "mft": "trades", "warehouse": "trades"}
+    for step in DONE:
+        def ready(asset, date, venue, step=step) -> bool:
+            before = AFTER[step]
+            have = raw_done.get((inputs[step], date, venue), False) if before is None else \
+                done[before][date, venue] == "materialized"
+            return have and done[step][date, venue] in ("missing", "failed")
+        planned += step_runs(step, expected, TIMEFRAMES, {}, wanted=ready)
+    return [r for r in (_request(context, p) for p in planned) if r is not None]
 
 
-@dg.sensor(name="pipeline", jobs=PIPELINE_JOBS, minimum_interval_seconds=300,
+@dg.sensor(name="pipeline", jobs=list(STEP_JOBS.values()), minimum_interval_seconds=300,
            description=f"Requests each day's missing and failed steps over the last {LOOKBACK_DAYS} days")
 def pipeline_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
     for line in recover(context.instance, storage.storage):
         context.log.warning(line)
     today = dt.datetime.now(dt.timezone.utc).date()
-    catalog = Catalog(storage.storage)
-    requests = []
-    for n in range(1, LOOKBACK_DAYS + 1):
-        requests += day_requests(context, catalog, today - dt.timedelta(days=n))
+    requests = pipeline_requests(context, storage.storage, [today - dt.timedelta(days=n)
+                                                            for n in range(LOOKBACK_DAYS, 0, -1)])
     if not requests:
         return dg.SkipReason(f"nothing missing in the last {LOOKBACK_DAYS} days")
     return requests

@@ -9,6 +9,7 @@ from collections import Counter
 import dagster as dg
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mdh_assets.backfill import POLICY, Results
 from mdh_assets.metadata import file_metadata, preview
@@ -36,16 +37,22 @@ REPORT = dg.AssetKey(["reports", "missing"])
     description="Raw partitions of the day that are missing or failed (status from the Dagster instance).",
 )
 def missing_report(context: dg.AssetExecutionContext, storage: StorageResource):
-    """One run may cover many days (`mdh_assets.backfill`)."""
+    """One run may cover many days (`mdh_assets.backfill`); their statuses come from one
+    query of the instance and one read of the manifests."""
     catalog, results = Catalog(storage.storage), Results(context)
-    retention = Retention.of(load_settings())
+    expected = {}
     for pk in context.partition_keys:
         date = dt.date.fromisoformat(pk)
         definitions = catalog.definitions(date)
         if definitions is None:
             results.failed(f"missing report {date}: no instrument definitions for {date}; materialize instruments {date} first")
             continue
-        table = status_table(context.instance, expected_partitions(definitions), retention)
+        expected[pk] = expected_partitions(definitions)
+    every = status_table(context.instance, storage.storage, [e for es in expected.values() for e in es],
+                         Retention.of(load_settings()))
+    for pk in expected:
+        date = dt.date.fromisoformat(pk)
+        table = every.filter(pc.equal(every["date"], pa.scalar(date, pa.date32())))
         info = storage.storage.write_parquet(missing_report_path(date), table)
         counts = Counter(table["status"].to_pylist())
         results.materialized(REPORT, pk, {**file_metadata(info, table.schema), "preview": preview(pl.from_arrow(table)),

@@ -1,22 +1,26 @@
-"""Warehouse tables loaded from the Parquet datasets, one (day, instrument) slice per
-partition: `candles_{tf}`, `book_features_{tf}`, `mft_features_{tf}`. A load replaces exactly
-its slice (running it twice leaves no duplicates). Each family's loads run in the Dagster pool
-`warehouse_{family}` (one at a time by default, `mdh_assets.runs`), so loads into one table
-never overlap; the DuckDB backend also serializes writers with a file lock."""
+"""Warehouse tables loaded from the Parquet datasets: `candles_{tf}`, `book_features_{tf}`,
+`mft_features_{tf}`, one (day, venue) partition per materialization, one slice per
+instrument. A load replaces exactly its (day, instrument) slice (running it twice leaves no
+duplicates). Each family's loads run in the Dagster pool `warehouse_{family}` (one run at a
+time by default, `mdh_assets.runs`), so loads into one table never overlap; the DuckDB
+backend also serializes writers with a file lock."""
 
 import dagster as dg
 
-from mdh_assets.partitions import by_instrument, split
+from mdh_assets.backfill import POLICY
+from mdh_assets.io_managers.venue_day import Scope, VenueDayRun, complete_check
+from mdh_assets.partitions import venue_day
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.resources.warehouse import WarehouseResource
-from mdh_lib.catalog import Catalog
+from mdh_lib.layout import dataset_path
 from mdh_lib.timeframes import MFT_TIMEFRAMES, TIMEFRAMES
 
-# Warehouse table family -> (source dataset parts without the timeframe, timeframes)
+# Warehouse table family -> (source dataset parts without the timeframe, timeframes, the raw
+# data type an instrument needs for the source to exist)
 FAMILIES = {
-    "candles": (("candles",), TIMEFRAMES),
-    "book_features": (("book",), TIMEFRAMES),
-    "mft_features": (("features", "mft"), MFT_TIMEFRAMES),
+    "candles": (("candles",), TIMEFRAMES, "trades"),
+    "book_features": (("book",), TIMEFRAMES, "book_snapshot_5"),
+    "mft_features": (("features", "mft"), MFT_TIMEFRAMES, "trades"),
 }
 
 
@@ -25,38 +29,44 @@ def table_key(family: str, tf: str) -> dg.AssetKey:
 
 
 def build_loader(family: str) -> dg.AssetsDefinition:
-    source, timeframes = FAMILIES[family]
+    source, timeframes, needs = FAMILIES[family]
+    keys = {tf: table_key(family, tf) for tf in timeframes}
 
     @dg.multi_asset(
         name=f"warehouse_{family}",
-        specs=[dg.AssetSpec(table_key(family, tf), deps=[dg.AssetKey([*source, tf])], partitions_def=by_instrument,
+        specs=[dg.AssetSpec(key, deps=[dg.AssetKey([*source, tf])], partitions_def=venue_day,
                             group_name="warehouse", kinds={"duckdb", "bigquery"}, skippable=True,
                             description=f"Warehouse table {family}_{tf}, partitioned by day on timestamp, "
                                         "clustered by exchange, symbol")
-               for tf in timeframes],
-        partitions_def=by_instrument,
+               for tf, key in keys.items()],
+        check_specs=complete_check(keys.values()),
+        partitions_def=venue_day,
+        backfill_policy=POLICY,
         can_subset=True,
         pool=f"warehouse_{family}",
     )
-    def load(context: dg.AssetExecutionContext, storage: StorageResource, warehouse: WarehouseResource):
-        date, key = split(context.partition_key)
-        catalog = Catalog(storage.storage)
+    def load(context: dg.AssetExecutionContext, config: Scope, storage: StorageResource, warehouse: WarehouseResource):
+        chosen = {tf: key for tf, key in keys.items() if key in context.selected_asset_keys}
+        run = VenueDayRun(context, storage.storage, list(chosen.values()))
         wh = warehouse.open()
         try:
-            for tf in timeframes:
-                asset_key = table_key(family, tf)
-                if asset_key not in context.selected_asset_keys:
-                    continue
-                frame = catalog.read((*source, tf), date, key)
-                if frame is None:
-                    raise dg.Failure(description=f"warehouse {family}_{tf} {date} {key}: "
-                                                 f"{'/'.join((*source, tf))} is not materialized; run mdh candle-processing"
-                                                 f"{' and mdh mft-processing' if family == 'mft_features' else ''} first")
-                rows = wh.replace_slice(f"{family}_{tf}", frame, date=date, instrument_key=str(key))
-                yield dg.MaterializeResult(asset_key=asset_key, metadata={
-                    "dagster/row_count": rows, "table": wh.table_ref(f"{family}_{tf}")})
+            for pk, date, venue, expected in run.partitions(f"warehouse {family}"):
+                instruments = sorted({e.key for e in expected if e.data_type == needs and config.keep(e)})
+                for tf, asset_key in chosen.items():
+                    writer = run.writer(asset_key, date, venue)
+                    for key in instruments:
+                        rel = dataset_path((*source, tf), date, key)
+                        if not storage.storage.exists(rel):
+                            writer.failed(key, f"{rel} is not materialized; run mdh candle-processing"
+                                               f"{' and mdh mft-processing' if family == 'mft_features' else ''} first")
+                            continue
+                        rows = wh.replace_slice(f"{family}_{tf}", storage.storage.read_parquet(rel), date=date,
+                                                instrument_key=key)
+                        writer.loaded(key, rows, storage.storage.uri(rel))
+                    run.close(pk, writer, table=wh.table_ref(f"{family}_{tf}"))
         finally:
             wh.close()
+        yield from run.end()
 
     return load
 
