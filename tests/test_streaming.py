@@ -434,7 +434,9 @@ def test_cli_signal_flushes_cleanly(tmp_path, command, sig):
         stdout, stderr = proc.communicate(timeout=30)
         stopped_in = time.monotonic() - t0
     assert proc.returncode == 0, stderr
-    assert stopped_in < 1.0, stopped_in  # flush, summary and interpreter exit included
+    # within a second (0.35-0.7 s measured: flush, summary and interpreter exit included), plus
+    # slack for a machine shared with other test runs
+    assert stopped_in < 1.5, stopped_in
     wh = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     trades = int(re.search(r"trades\s*│?\s*([\d,]+)", stdout)[1].replace(",", ""))
     assert 25_000 <= trades < 40_000
@@ -445,9 +447,12 @@ def test_cli_signal_flushes_cleanly(tmp_path, command, sig):
         c15, c1m = read(wh, "candles_live_15s"), read(wh, "candles_live_1m")
         assert c15.height >= 10 and c1m.height >= 1
         assert len(candle_lines_of(stdout)) == c15.height + c1m.height
-        last = rows["timestamp"][trades - 1] // 15_000_000 * 15_000_000  # the bucket open at the stop
-        assert c15["timestamp"].max() == pl.from_epoch(pl.Series([last - 15_000_000]), "us").dt.replace_time_zone(
-            "UTC")[0]
+        # at the stop a bucket closes once the estimated exchange time (at least the last
+        # trade's) passes its end + 0.5 s: the bucket of the last trade stays open, and every
+        # bucket ending 0.5 s before the last trade is closed
+        ts = rows["timestamp"][trades - 1]
+        written = c15["timestamp"].max().timestamp() * 1e6
+        assert (ts - 500_000) // 15_000_000 * 15_000_000 - 15_000_000 <= written <= ts // 15_000_000 * 15_000_000 - 15e6
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -20,14 +20,21 @@ import polars as pl
 log = logging.getLogger("mdh.streaming")
 
 
-def _parse(frames: list[str], schema: dict) -> pl.DataFrame | None:
-    """One parsed row per frame, or None when any frame is not a JSON object of ``schema``'s
-    types (a frame with a raw newline would break the one-line-per-frame match: also None)."""
+def _parse_ndjson(data: bytes, n: int, schema: dict) -> pl.DataFrame | None:
+    """One parsed row per line of ``data`` (``n`` frames joined by newlines), or None when any
+    frame is not a JSON object of ``schema``'s types (a frame with a raw newline would break
+    the one-line-per-frame match: also None)."""
+    if not n:
+        return pl.DataFrame(schema=schema)
     try:
-        parsed = pl.read_ndjson(io.BytesIO("\n".join(frames).encode()), schema=schema)
+        parsed = pl.read_ndjson(io.BytesIO(data), schema=schema)
     except Exception:  # polars raises ComputeError, SchemaError, ... for bad JSON or types
         return None
-    return parsed if parsed.height == len(frames) else None
+    return parsed if parsed.height == n else None
+
+
+def _parse(frames: list[str], schema: dict) -> pl.DataFrame | None:
+    return _parse_ndjson("\n".join(frames).encode(), len(frames), schema)
 
 
 def _json_object(frame: str) -> bool:
@@ -86,21 +93,18 @@ def parse_routed(frames: list[str], received: list[int], schemas: dict[str, dict
         dict[str, pl.DataFrame], list[int]]:
     """Frames grouped by ``route`` (a vectorised text test: Series of frames -> Series of
     schema keys) and parsed with that group's schema, each row with its ``local_timestamp``
-    (from ``received``), and the indices of the frames that do not parse."""
+    (from ``received``), and the indices of the frames that do not parse. A group is joined
+    in polars, not in Python: only a group that fails to parse comes back as a list."""
     rec = np.asarray(received, dtype=np.int64)
-    if len(schemas) == 1:
-        groups = {next(iter(schemas)): (np.arange(len(frames)), frames)}
-    else:
-        text = pl.Series(frames, dtype=pl.String)
-        keys = route(text)
-        groups = {}
-        for key in schemas:
-            mask = (keys == key).to_numpy()
-            groups[key] = (np.flatnonzero(mask), text.filter(mask).to_list())
+    text = pl.Series(frames, dtype=pl.String)
+    keys = route(text)
     parsed, bad_all = {}, []
-    for key, (idx, group) in groups.items():
-        rows, bad = parse_frames(group, schemas[key])
-        keep = np.delete(idx, bad)
-        parsed[key] = rows.with_columns(pl.Series("local_timestamp", rec[keep], pl.Int64))
+    for key, schema in schemas.items():
+        mask = (keys == key).to_numpy()
+        idx, group = np.flatnonzero(mask), text.filter(mask)
+        rows, bad = _parse_ndjson(group.str.join("\n").item().encode(), len(group), schema), []
+        if rows is None:
+            rows, bad = parse_frames(group.to_list(), schema)
+        parsed[key] = rows.with_columns(pl.Series("local_timestamp", rec[np.delete(idx, bad)], pl.Int64))
         bad_all += idx[bad].tolist()
     return parsed, sorted(bad_all)

@@ -198,11 +198,14 @@ def _count_foreign(frame: pl.DataFrame, foreign: pl.Expr, names: pl.Expr) -> tup
 # --- Binance (spot and USDT-M futures): combined streams {"stream": ..., "data": {...}} ----------
 
 _LEVELS = pl.List(pl.List(pl.String))
-# Book frames get their own schema: parsing nested level lists costs, trades need none of it.
+# One schema per message family, chosen by a text test on the stream name: trades, the bulk
+# of the traffic, parse with only their own fields; nested book levels only for book frames.
 _BINANCE_SCHEMAS = {
+    "trade": {"stream": pl.String, "data": pl.Struct({
+        "T": pl.Int64, "s": pl.String, "t": pl.Int64, "p": pl.String, "q": pl.String, "m": pl.Boolean, "X": pl.String,
+    })},
     "events": {"stream": pl.String, "data": pl.Struct({
-        "e": pl.String, "E": pl.Int64, "T": pl.Int64, "s": pl.String, "t": pl.Int64, "p": pl.String, "q": pl.String,
-        "m": pl.Boolean, "X": pl.String, "i": pl.String, "r": pl.String,
+        "E": pl.Int64, "T": pl.Int64, "s": pl.String, "p": pl.String, "i": pl.String, "r": pl.String,
         "o": pl.Struct({"s": pl.String, "S": pl.String, "X": pl.String, "ap": pl.String, "z": pl.String,
                         "T": pl.Int64}),
         "symbol": pl.String, "openInterest": pl.String,
@@ -214,7 +217,8 @@ _BINANCE_SCHEMAS = {
 
 
 def _binance_route(frames: pl.Series) -> pl.Series:
-    return pl.select(pl.when(frames.str.contains("@depth", literal=True)).then(pl.lit("depth"))
+    return pl.select(pl.when(frames.str.contains('@trade"', literal=True)).then(pl.lit("trade"))
+                     .when(frames.str.contains("@depth", literal=True)).then(pl.lit("depth"))
                      .otherwise(pl.lit("events"))).to_series()
 
 
@@ -235,29 +239,24 @@ def _binance_own(frame: pl.DataFrame, instrument: Instrument, *names: str) -> tu
 
 
 def _binance_normalize(parsed: dict[str, pl.DataFrame], instrument: Instrument) -> Batch:
-    d, n_foreign, foreign_symbol = _binance_own(
-        parsed["events"].with_columns(o_s=pl.col("data").struct.field("o").struct.field("s")), instrument,
-        "s", "o_s", "symbol")
+    trade_msgs, n_foreign, foreign_symbol = _binance_own(parsed["trade"], instrument, "s")
+    d, n, symbol = _binance_own(parsed["events"].with_columns(o_s=pl.col("data").struct.field("o").struct.field("s")),
+                                instrument, "s", "o_s", "symbol")
+    n_foreign, foreign_symbol = n_foreign + n, foreign_symbol or symbol
     depth, n, symbol = _binance_own(parsed["depth"], instrument, "s")
     n_foreign, foreign_symbol = n_foreign + n, foreign_symbol or symbol
-    stream = pl.col("stream").fill_null("")
-    kind = (pl.when(stream.str.ends_with("@trade")).then(pl.lit("trade"))
-            .when(stream.str.ends_with("@forceOrder")).then(pl.lit("force"))
-            .when(stream.str.contains("@markPrice", literal=True)).then(pl.lit("mark"))
-            .when(stream.str.ends_with("@openInterest")).then(pl.lit("oi")))
-    d = d.with_columns(kind=kind)
 
-    sequence = d.filter(pl.col("kind") == "trade").select(seq=pl.col("t"), timestamp=_ms(pl.col("T"))).drop_nulls()
-    trade = d.filter((pl.col("kind") == "trade") & ~pl.col("X").is_in(OFF_BOOK).fill_null(False)).with_columns(
+    sequence = trade_msgs.select(seq=pl.col("t"), timestamp=_ms(pl.col("T"))).drop_nulls()
+    trade = trade_msgs.filter(~pl.col("X").is_in(OFF_BOOK).fill_null(False)).with_columns(
         price=_num("p"), amount=_num("q"))
-    off_book = d.filter(pl.col("kind") == "trade").height - trade.height
     ok = pl.all_horizontal(pl.col("t", "T", "m", "price", "amount").is_not_null())
     trades = _rows(trade.filter(ok), instrument, timestamp=_ms(pl.col("T")), local_timestamp=pl.col("local_timestamp"),
                    id=pl.col("t").cast(pl.String),
                    side=pl.when(pl.col("m")).then(pl.lit("sell")).otherwise(pl.lit("buy")),
                    price="price", amount="amount")
 
-    force = d.filter(pl.col("kind") == "force").select("local_timestamp", pl.col("o").struct.unnest())
+    stream = pl.col("stream").fill_null("")
+    force = d.filter(stream.str.ends_with("@forceOrder")).select("local_timestamp", pl.col("o").struct.unnest())
     filled = force.filter(pl.col("X") == "FILLED").with_columns(price=_num("ap"), amount=_num("z"))
     ok = pl.all_horizontal(pl.col("T", "price", "amount").is_not_null()) & pl.col("S").is_in(["BUY", "SELL"])
     liquidations = _rows(filled.filter(ok), instrument, timestamp=_ms(pl.col("T")),
@@ -265,24 +264,26 @@ def _binance_normalize(parsed: dict[str, pl.DataFrame], instrument: Instrument) 
                          side=pl.when(pl.col("S") == "SELL").then(pl.lit("sell")).otherwise(pl.lit("buy")),
                          price="price", amount="amount")
 
-    is_mark, is_oi = pl.col("kind") == "mark", pl.col("kind") == "oi"
-    tick = d.filter(is_mark | is_oi)
-    ok = (is_mark & pl.col("E").is_not_null() & _num("p").is_not_null()) | (is_oi & _num("openInterest").is_not_null())
+    is_mark, is_oi = stream.str.contains("@markPrice", literal=True), stream.str.ends_with("@openInterest")
+    tick = d.filter(is_mark | is_oi).with_columns(is_mark=is_mark)
+    is_mark = pl.col("is_mark")
+    ok = (is_mark & pl.col("E").is_not_null() & _num("p").is_not_null()) | (
+        ~is_mark & _num("openInterest").is_not_null())
     funding = is_mark & pl.col("r").is_not_null() & (pl.col("r") != "") & (pl.col("T").fill_null(1) != 0)
     ticker = _ticker(tick.filter(ok), pl.when(is_mark).then(_ms(pl.col("E"))),
                      mark_price=pl.when(is_mark).then(_num("p")), index_price=pl.when(is_mark).then(_num("i")),
                      funding_rate=pl.when(funding).then(_num("r")),
-                     open_interest=pl.when(is_oi).then(_num("openInterest")))
+                     open_interest=pl.when(~is_mark).then(_num("openInterest")))
 
     depth = depth.filter(pl.col("stream").str.contains("@depth", literal=True)).with_columns(
         bid_levels=pl.coalesce("b", "bids"), ask_levels=pl.coalesce("a", "asks"))
     ok = pl.col("bid_levels").is_not_null() & pl.col("ask_levels").is_not_null()
     book = _book(depth.filter(ok), _ms(pl.col("T")), "bid_levels", "ask_levels")
 
-    not_filled = force.height - filled.height
+    off_book, not_filled = trade_msgs.height - trade.height, force.height - filled.height
     malformed = (trade.height - trades.height) + (filled.height - liquidations.height) + (
         tick.height - ticker.height) + (depth.height - book.height)
-    ignored = d.height - trade.height - force.height - tick.height + not_filled
+    ignored = off_book + not_filled + d.height - force.height - tick.height
     return Batch(trades, liquidations, ticker, book, malformed, ignored, n_foreign, foreign_symbol, sequence)
 
 
