@@ -40,40 +40,33 @@ START = dt.date(2024, 1, 1)
 
 
 def _library_backfill(settings, dates: list[dt.date], root: str) -> int:
-    """The baseline: what the assets compute, called directly (no Dagster)."""
-    import polars as pl
-
-    from mdh_lib.candles import Instrument, candles, day_rows
-    from mdh_lib.candles.trades import TRADE_COLUMNS
+    """The baseline: what the assets compute, called directly (no Dagster): the same
+    downloads, then `mdh_lib.processing` per instrument-day, written to another root."""
     from mdh_lib.catalog import Catalog
     from mdh_lib.definitions import expected_partitions
-    from mdh_lib.features.book import BookAggregator
     from mdh_lib.ingest import RawRequest, fetch_raw_days
     from mdh_lib.instruments import InstrumentKey
-    from mdh_lib.layout import candles_path, dataset_path, raw_path
+    from mdh_lib.layout import dataset_path, raw_path
+    from mdh_lib.processing import instrument_book, instrument_candles
     from mdh_lib.storage import Storage
 
     source = Catalog(Storage(settings.data_root))
     storage = Storage(root)
     expected = [e for date in dates for e in expected_partitions(source.definitions(date))]
+    for date in dates:
+        storage.write_parquet(dataset_path(("instruments",), date), source.definitions(date))
     requests = [RawRequest(e.data_type, e.date, InstrumentKey.parse(e.key), e.exchange, e.source_symbol)
                 for e in expected]
     for r, day in fetch_raw_days(requests, endpoint=settings.datasets_endpoint, api_key=""):
         storage.commit(day.file, raw_path(r.data_type, r.date, r.key))
         day.discard()
-    partitions = sorted({(e.date, e.key) for e in expected})
+    catalog = Catalog(storage)
+    partitions = sorted({(e.date, e.key) for e in expected if e.data_type == "trades"})
     for date, key in partitions:
-        read = lambda t, cols=None: pl.read_parquet(storage.path(raw_path(t, date, key)), columns=cols) \
-            if storage.exists(raw_path(t, date, key)) else None
-        instrument = Instrument.from_definitions(source.definitions(date), InstrumentKey.parse(key))
-        frames = candles(day_rows(read("trades", TRADE_COLUMNS), None, date), date, instrument,
-                         ticker=read("derivative_ticker"), liquidations=read("liquidations"))
-        for tf, frame in frames.items():
-            storage.write_parquet(candles_path(tf, date, key), frame.to_arrow(), sorting_column="timestamp")
-        book = BookAggregator(date)
-        book.update(read("book_snapshot_5"))
-        for tf, frame in book.finish().items():
-            storage.write_parquet(dataset_path(("book", tf), date, key), frame.to_arrow(), sorting_column="timestamp")
+        key = InstrumentKey.parse(key)
+        for name, compute in (("candles", instrument_candles), ("book", instrument_book)):
+            for tf, frame in compute(catalog, date, key).frames.items():
+                storage.write_parquet(dataset_path((name, tf), date, key), frame.to_arrow(), sorting_column="timestamp")
     return len(partitions)
 
 

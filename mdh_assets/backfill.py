@@ -1,6 +1,6 @@
-"""Runs over many partitions: raw, candle and book assets take up to a month of one
-instrument per run (`POLICY`), so a 30-day backfill of three instruments is a handful of
-runs instead of hundreds, in the UI and from the CLI alike.
+"""Runs over many partitions: every partitioned asset takes up to a month of one venue per
+run (`POLICY`), so a 30-day backfill of a venue is one run per step, in the UI and from the
+CLI alike.
 
 A run works partition by partition. Each partition's files are written atomically on their
 own; a partition that fails writes nothing and is named in the step's failure, while the
@@ -13,21 +13,12 @@ failed, the good partitions are reported one by one and the step fails.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from mdh_assets.partitions import split
-from mdh_lib.instruments import InstrumentKey
-
 MAX_PARTITIONS_PER_RUN = 31
 POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN)
-
-
-def run_partitions(context: dg.AssetExecutionContext) -> list[tuple[str, dt.date, InstrumentKey]]:
-    """(partition key, date, instrument) of every partition of this run, in order."""
-    return [(pk, *split(pk)) for pk in context.partition_keys]
 
 
 @dataclass
@@ -37,7 +28,6 @@ class Results:
     context: dg.AssetExecutionContext
     done: list[tuple[dg.AssetKey, str, dict]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-    skipped: int = 0  # partitions the day's definitions call for no such data (nothing to write)
 
     def materialized(self, asset_key: dg.AssetKey, partition: str, metadata: dict) -> None:
         self.done.append((asset_key, partition, metadata))
@@ -47,14 +37,12 @@ class Results:
 
     def finish(self, asset_keys: list[dg.AssetKey]):
         """The step's last events; raises `dg.Failure` (one line per failed partition). When a
-        partition failed or was skipped, the written ones are reported one by one (an output
-        would mark the whole range materialized)."""
-        if self.failures or self.skipped:
+        partition failed, the written ones are reported one by one (an output would mark the
+        whole range materialized)."""
+        if self.failures:
             for key, partition, metadata in self.done:
                 yield dg.AssetMaterialization(asset_key=key, partition=partition, metadata=metadata)
-            if self.failures:
-                raise dg.Failure(description="\n".join(self.failures))
-            return
+            raise dg.Failure(description="\n".join(self.failures))
         for key, partition, metadata in self.done:
             self.context.add_asset_metadata(metadata, asset_key=key, partition_key=partition)
         for key in asset_keys:

@@ -15,6 +15,7 @@ import dagster as dg
 import pyarrow as pa
 
 from mdh_assets.definitions import ASSETS
+from mdh_assets.features.assets import MFT_KEYS
 from mdh_assets.instruments.assets import KEY as INSTRUMENTS
 from mdh_assets.partitions import split, venue_day_key
 from mdh_assets.planner import Planned, date_spans, raw_runs, step_runs
@@ -152,7 +153,7 @@ def processing_runs(rt: Runtime, dates: list[dt.date], filters: Filters, step: s
         return step_runs("options", underlyings) + step_runs("candles", expected, timeframes, scope)
     if step == "mft":
         return step_runs("mft", expected, timeframes, scope)
-    with_mft = _materialized(rt, [dg.AssetKey(["features", "mft", tf]) for tf in timeframes], expected)
+    with_mft = _materialized(rt, [MFT_KEYS[tf] for tf in timeframes if tf in MFT_KEYS], expected)
     return step_runs("warehouse", expected, timeframes, scope, wanted=lambda asset, date, venue: (
         "mft_features" not in asset.path[-1] or (asset.path[-1].rsplit("_", 1)[1], date, venue) in with_mft))
 

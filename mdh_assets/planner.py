@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from mdh_assets.backfill import MAX_PARTITIONS_PER_RUN
+from mdh_assets.book.assets import BOOK_KEYS
+from mdh_assets.candles.assets import CANDLE_KEYS
+from mdh_assets.features.assets import MFT_KEYS, OPTIONS
 from mdh_assets.partitions import venue_day_key
+from mdh_assets.raw.assets import raw_key
 from mdh_assets.reports.status import REPORTED
+from mdh_assets.warehouse.assets import table_key
 from mdh_lib.definitions import Expected
 from mdh_lib.instruments import InstrumentKey
-from mdh_lib.timeframes import MFT_TIMEFRAMES, TIMEFRAMES
-
-OPTIONS = dg.AssetKey(["features", "options"])
+from mdh_lib.timeframes import TIMEFRAMES
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def raw_runs(rows: list[dict], scope: dict, force: bool = False) -> list[Planned
             need[_venue(r), r["date"]].add(r["data_type"])
     wanted: dict = defaultdict(set)
     for (venue, date), types in need.items():
-        wanted[venue, tuple(dg.AssetKey(["raw", t]) for t in sorted(types))].add(date)
+        wanted[venue, tuple(raw_key(t) for t in sorted(types))].add(date)
     return _runs("raw", wanted, {**scope, "force": force})
 
 
@@ -93,14 +96,13 @@ def _feeds(step: str, timeframes: Iterable[str]) -> dict[str, list[dg.AssetKey]]
     if step == "options":
         return {"options_chain": [OPTIONS]}
     if step == "candles":
-        return {"trades": [dg.AssetKey(["candles", tf]) for tf in tfs],
-                "book_snapshot_5": [dg.AssetKey(["book", tf]) for tf in tfs]}
+        return {"trades": [CANDLE_KEYS[tf] for tf in tfs], "book_snapshot_5": [BOOK_KEYS[tf] for tf in tfs]}
     if step == "mft":
-        return {"trades": [dg.AssetKey(["features", "mft", tf]) for tf in tfs if tf in MFT_TIMEFRAMES]}
+        return {"trades": [MFT_KEYS[tf] for tf in tfs if tf in MFT_KEYS]}
     if step == "warehouse":
-        return {"trades": [dg.AssetKey(["warehouse", f"candles_{tf}"]) for tf in tfs]
-                + [dg.AssetKey(["warehouse", f"mft_features_{tf}"]) for tf in tfs if tf in MFT_TIMEFRAMES],
-                "book_snapshot_5": [dg.AssetKey(["warehouse", f"book_features_{tf}"]) for tf in tfs]}
+        return {"trades": [table_key("candles", tf) for tf in tfs]
+                + [table_key("mft_features", tf) for tf in tfs if tf in MFT_KEYS],
+                "book_snapshot_5": [table_key("book_features", tf) for tf in tfs]}
     raise ValueError(f"unknown step {step!r}")
 
 

@@ -11,6 +11,7 @@ import dagster as dg
 from mdh_assets.io_managers.venue_day import Scope, VenueDayRun, complete_check
 from mdh_assets.partitions import venue_day
 from mdh_lib.instruments import InstrumentKey
+from mdh_lib.processing import MissingInput
 from mdh_lib.storage import Storage
 
 
@@ -53,13 +54,15 @@ class TimeframeRun(VenueDayRun):
         self.keys, self.check = keys, check
         self.problems: dict[str, list[str]] = {tf: [] for tf in self.timeframes}
 
-    def each(self, what: str, needs: str, scope: Scope, compute: Callable, chart: Callable | None = None):
+    def each(self, what: str, needs: str, scope: Scope, compute: Callable, per_frame: Callable | None = None,
+             chart: Callable | None = None):
         """The run's events: for each venue-day, each instrument that has the data type
-        ``needs`` (within ``scope``): ``compute(catalog, date, key, timeframes)`` gives
-        (frames, check failures per timeframe, metadata function) or raises `dg.Failure` for
-        that instrument alone; ``chart(tf, frame, title)`` draws the first instrument's day
-        (or gives None); then the checks and `VenueDayRun.end`."""
-        self.chart = chart
+        ``needs`` (within ``scope``): ``compute(catalog, date, key, timeframes)`` gives a
+        `mdh_lib.processing.Computed` or raises `MissingInput` for that instrument alone;
+        ``per_frame(tf, frame)`` adds metadata of each frame, ``chart(tf, frame, title)``
+        draws the first instrument's day (or gives None); then the checks and
+        `VenueDayRun.end`."""
+        self.per_frame, self.chart = per_frame, chart
         for pk, date, venue, expected in self.partitions(what):
             writers = {tf: self.writer(self.keys[tf], date, venue) for tf in self.timeframes}
             extras: dict[str, dict] = {tf: {} for tf in self.timeframes}
@@ -74,11 +77,12 @@ class TimeframeRun(VenueDayRun):
 
     def _instrument(self, date: dt.date, key: str, writers: dict, extras: dict, compute: Callable) -> None:
         try:
-            frames, failures, metadata = compute(self.catalog, date, InstrumentKey.parse(key), self.timeframes)
-        except dg.Failure as exc:
+            computed = compute(self.catalog, date, InstrumentKey.parse(key), self.timeframes)
+        except MissingInput as exc:
             for writer in writers.values():
-                writer.failed(key, exc.description or "failed")
+                writer.failed(key, str(exc))
             return
+        frames, failures = computed.frames, computed.failures
         for tf, problems in failures.items():
             self.problems[tf] += [f"{date} {key}: {p}" for p in problems]
         bad = [tf for tf, problems in failures.items() if problems]
@@ -88,7 +92,7 @@ class TimeframeRun(VenueDayRun):
             return
         for tf, frame in frames.items():
             writers[tf].write(key, frame)
-            _summed(extras[tf], metadata(tf, frame))
+            _summed(extras[tf], {**computed.facts, **(self.per_frame(tf, frame) if self.per_frame else {})})
             if self.chart and "chart" not in extras[tf]:
                 drawn = self.chart(tf, frame, f"{key} {tf} {date}")
                 if drawn is not None:

@@ -147,11 +147,7 @@ def test_sigkill_while_a_download_is_in_flight(tmp_path, server, reference, caps
     steps(env, ["instruments"])
     server.inject("latency", match="binance/book_snapshot_5/", ms=4000)
     proc = start(env, "download")
-    fetching = lambda: list(Path(tempfile.gettempdir()).glob(f"mdh-fetch-{proc.pid}-*"))
-    deadline = time.monotonic() + 60
-    while not fetching() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert fetching(), "the download never started"
+    fetching = _until_fetching(proc)
     time.sleep(0.5)
     proc.kill()
     proc.wait()
@@ -173,6 +169,16 @@ def test_sigkill_while_a_download_is_in_flight(tmp_path, server, reference, caps
     assert_same(snapshot(env), reference)
 
 
+def _until_fetching(proc: subprocess.Popen):
+    """Wait until ``proc`` has Tardis downloads in flight; a function listing its fetch folders."""
+    fetching = lambda: list(Path(tempfile.gettempdir()).glob(f"mdh-fetch-{proc.pid}-*"))
+    deadline = time.monotonic() + 60
+    while not fetching() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert fetching(), "the download never started"
+    return fetching
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -183,6 +189,16 @@ def test_a_waiting_command_is_idle_says_who_holds_the_slot_and_stops_on_sigterm(
     steps(env, ["instruments"])
     server.inject("latency", match="/2024/01/02/", ms=10000)
     holder = start(env, "download")
+    try:
+        _until_fetching(holder)  # it holds the tardis slot
+        _wait_then_stop(env, holder)
+        out, err = holder.communicate(timeout=120)
+        assert holder.returncode == 0, out + err
+    finally:  # never leave a process behind (it would retry a vanished server for minutes)
+        holder.kill()
+
+
+def _wait_then_stop(env: dict, holder: subprocess.Popen) -> None:
     other_day = ["download", "--start-date", "2024-01-03", "--end-date", "2024-01-03", *NARROW]
     waiter = subprocess.Popen([sys.executable, "-m", "mdh_assets.cli", *other_day], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -208,8 +224,6 @@ def test_a_waiting_command_is_idle_says_who_holds_the_slot_and_stops_on_sigterm(
     code, text = mdh(env | {"MDH_SLOT_WAIT": "1"}, "download")  # the same day: its partitions are busy
     assert code == 1 and "gave up after waiting" in text and "MDH_SLOT_WAIT" in text, text
     assert "Traceback" not in text
-    out, err = holder.communicate(timeout=120)
-    assert holder.returncode == 0, out + err
 
 
 def test_two_commands_at_once_on_one_instance(tmp_path, server, reference):
@@ -254,5 +268,4 @@ def test_the_sensor_recovers_a_crashed_run_and_requests_its_partitions_again(tmp
                                           resources={"storage": StorageResource(data_root=env["MDH_DATA_ROOT"])})
         requests = pipeline_sensor(context)
         assert instance.get_run_by_id(orphan.dagster_run.run_id).status == dg.DagsterRunStatus.FAILURE
-    assert f"{yesterday}|BINANCE:SPOT_PAIR:BTC-USDT" in {r.partition_key for r in requests
-                                                         if r.job_name == "raw_instruments"}
+    assert f"binance:{yesterday}..{yesterday}" in {r.tags["mdh/venue_days"] for r in requests if r.job_name == "raw"}

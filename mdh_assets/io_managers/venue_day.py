@@ -122,8 +122,12 @@ class VenueDayWriter:
             "instruments": len(rows), "written_this_run": len(written), **{f"instruments_{s}": n for s, n in counts.items()},
             "manifest": dg.MetadataValue.path(self.storage.uri(path)),
         }
-        if self.failures:
-            meta["failures"] = "\n".join(self.failures[:FAILURES_SHOWN])
+        failures = self.failures
+        if failures:
+            more = len(failures) - FAILURES_SHOWN
+            meta["failures"] = "\n".join(failures[:FAILURES_SHOWN] + (
+                [f"{'/'.join(self.dataset)} {self.date} {self.venue}: {more} more failed instruments, listed in "
+                 f"{self.storage.uri(path)}"] if more > 0 else []))
         if self.schema is not None:
             meta["dagster/column_schema"] = dg.TableSchema(
                 columns=[dg.TableColumn(f.name, str(f.type)) for f in self.schema])

@@ -19,12 +19,15 @@ import os
 
 import dagster as dg
 
+from mdh_assets.candles.assets import CANDLE_KEYS
+from mdh_assets.features.assets import MFT_KEYS, OPTIONS
 from mdh_assets.partitions import split, venue_day_key
 from mdh_assets.planner import Planned, raw_runs, step_runs
 from mdh_assets.recovery import recover
 from mdh_assets.reports.status import status_table, statuses
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.runs import RANGE_END_TAG, RANGE_START_TAG
+from mdh_assets.warehouse.assets import table_key
 from mdh_lib.catalog import Catalog
 from mdh_lib.config import load_settings
 from mdh_lib.definitions import expected_partitions
@@ -59,8 +62,7 @@ retention_schedule = dg.build_schedule_from_partitioned_job(
     description="08:30 UTC: delete the raw files older than the retention window, as of yesterday",
 )
 # What tells that a step is done for a venue-day (its first timeframe stands for the rest).
-DONE = {"options": dg.AssetKey(["features", "options"]), "candles": dg.AssetKey(["candles", "1m"]),
-        "mft": dg.AssetKey(["features", "mft", "1m"]), "warehouse": dg.AssetKey(["warehouse", "candles_1m"])}
+DONE = {"options": OPTIONS, "candles": CANDLE_KEYS["1m"], "mft": MFT_KEYS["1m"], "warehouse": table_key("candles", "1m")}
 # A step runs once the step before it is done for the venue-day (raw: every instrument of it).
 AFTER = {"options": None, "candles": None, "mft": "candles", "warehouse": "candles"}
 

@@ -17,6 +17,7 @@ import dagster as dg
 import pyarrow as pa
 
 from mdh_assets.partitions import venue_day, venue_day_key
+from mdh_assets.raw.assets import raw_key
 from mdh_lib import manifest
 from mdh_lib.definitions import Expected
 from mdh_lib.retention import Retention
@@ -52,7 +53,7 @@ def status_table(instance: dg.DagsterInstance, storage: Storage, expected: list[
     rows = []
     for data_type, items in sorted(by_type.items()):
         keys = sorted({str(venue_day_key(e.date, e.exchange)) for e in items})
-        found = statuses(instance, dg.AssetKey(["raw", data_type]), keys)
+        found = statuses(instance, raw_key(data_type), keys)
         for e in items:
             venue_status = found[str(venue_day_key(e.date, e.exchange))]
             outcome = outcomes.get((f"raw/{data_type}", e.date, e.exchange, e.key))
