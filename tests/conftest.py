@@ -96,3 +96,13 @@ def emulator():
 
     with BigQueryEmulator(project="mdh-test", dataset="market_data") as emu:
         yield emu
+
+
+@pytest.fixture()
+def wh_url(tmp_path, monkeypatch) -> str:
+    """A DuckDB warehouse of its own for a live-streaming test (no config file, no emulator)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("MDH_WAREHOUSE", "MDH_CONFIG", "BIGQUERY_EMULATOR_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+

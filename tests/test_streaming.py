@@ -49,14 +49,6 @@ REAL_DATE = dt.date(2020, 2, 22)
 REAL_TRADES = "binance-futures_trades_2020-02-22_BTCUSDT.csv"
 
 
-@pytest.fixture()
-def wh_url(tmp_path, monkeypatch) -> str:
-    monkeypatch.chdir(tmp_path)
-    for name in ("MDH_WAREHOUSE", "MDH_CONFIG", "BIGQUERY_EMULATOR_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
-
-
 def settings(**connection) -> StreamSettings:
     return StreamSettings(connection=ConnectionSettings(**{"backoff_initial": 0.05, **connection}),
                           flush_interval=0.2)
@@ -434,9 +426,10 @@ def test_cli_signal_flushes_cleanly(tmp_path, command, sig):
         stdout, stderr = proc.communicate(timeout=30)
         stopped_in = time.monotonic() - t0
     assert proc.returncode == 0, stderr
-    # within a second (0.35-0.7 s measured: flush, summary and interpreter exit included), plus
-    # slack for a machine shared with other test runs
-    assert stopped_in < 1.5, stopped_in
+    # within a second (0.35-0.7 s measured: flush, summary and interpreter exit included); the
+    # bound has slack for a loaded 2-core machine (1.7 s seen with three test runs at once) and
+    # still fails a stop that hangs
+    assert stopped_in < 3.0, stopped_in
     wh = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     trades = int(re.search(r"trades\s*│?\s*([\d,]+)", stdout)[1].replace(",", ""))
     assert 25_000 <= trades < 40_000

@@ -35,14 +35,6 @@ DAY0 = 1_709_251_200_000_000
 MINUTE = 60_000_000
 
 
-@pytest.fixture()
-def wh_url(tmp_path, monkeypatch) -> str:
-    monkeypatch.chdir(tmp_path)
-    for name in ("MDH_WAREHOUSE", "MDH_CONFIG", "BIGQUERY_EMULATOR_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
-
-
 def day_rows(tmp_path, exchange: str, symbol: str, minutes: int) -> dict[str, pl.DataFrame]:
     """The sample generator's day, first ``minutes`` of arrival time, per data type (file
     order), plus the staged (batch) trades and book snapshots. The book is generated at a

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from abc import ABC, abstractmethod
 
 import orjson
 import polars as pl
@@ -139,9 +140,51 @@ def merged(*parts: list[tuple[int, str]]) -> list[str]:
     return [m for _, m in sorted((x for p in parts for x in p), key=lambda x: x[0])]
 
 
-class ReplayServer:
+class _Background(ABC):
+    """A local server on its own event loop in a daemon thread; ``_main`` sets ``port``,
+    then ``_ready``, and serves until ``_stop`` is set."""
+
+    name = "server"
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @abstractmethod
+    async def _main(self) -> None: ...
+
+    def start(self):
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._main())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"mdh-{self.name}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError(f"{self.name} did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._thread and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ReplayServer(_Background):
+    name = "websocket replay server"
+
     def __init__(self, messages: list[str], *, rate: float | None = None, drop_after: int | None = None,
                  rewind: int = 0, silent_after: int | None = None, rpc: bool = False):
+        super().__init__()
         self.messages, self.rate, self.rpc = messages, rate, rpc
         self.drop_after, self.rewind, self.silent_after = drop_after, rewind, silent_after
         self.position = 0  # the next message to send
@@ -149,10 +192,6 @@ class ReplayServer:
         self.paths: list[str] = []
         self.requests: list[str] = []
         self._dropped = self._silenced = False
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     @property
     def endpoint(self) -> str:
@@ -197,31 +236,9 @@ class ReplayServer:
             self._ready.set()
             await self._stop.wait()
 
-    def start(self) -> "ReplayServer":
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._main())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="mdh-ws-replay", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("replay server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop and self._thread and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(10)
-
-    def __enter__(self) -> "ReplayServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
-class RestServer:
+class RestServer(_Background):
     """Binance's REST endpoints the live path uses, on 127.0.0.1 (a free port) in a background
     thread: ``GET /fapi/v1/openInterest?symbol=S`` answers ``open_interest()``;
     ``GET /fapi/v1/historicalTrades`` and ``/api/v3/historicalTrades`` (``fromId``, ``limit``)
@@ -230,13 +247,12 @@ class RestServer:
     ``count``) through them with ``trade_seq`` = the row number, as `deribit_trades` numbers
     them. ``requests`` counts answers."""
 
+    name = "REST stand-in"
+
     def __init__(self, open_interest=lambda: 0.0, trades: pl.DataFrame | None = None):
+        super().__init__()
         self.open_interest, self.trades = open_interest, trades
         self.requests = 0
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def endpoint(self) -> str:
@@ -282,25 +298,3 @@ class RestServer:
         await self._stop.wait()
         await runner.cleanup()
 
-    def start(self) -> "RestServer":
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._main())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="mdh-rest-replay", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("REST stand-in did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop and self._thread and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(10)
-
-    def __enter__(self) -> "RestServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
