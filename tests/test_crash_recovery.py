@@ -187,13 +187,11 @@ def _cpu_seconds(pid: int) -> float:
 def test_a_waiting_command_is_idle_says_who_holds_the_slot_and_stops_on_sigterm(tmp_path, server):
     env = user(tmp_path, server.endpoint)
     steps(env, ["instruments"])
-    server.inject("latency", match="/2024/01/02/", ms=10000)
+    server.inject("latency", match="/2024/01/02/", ms=40_000)  # the holder keeps the slot throughout
     holder = start(env, "download")
     try:
         _until_fetching(holder)  # it holds the tardis slot
         _wait_then_stop(env, holder)
-        out, err = holder.communicate(timeout=120)
-        assert holder.returncode == 0, out + err
     finally:  # never leave a process behind (it would retry a vanished server for minutes)
         holder.kill()
 
