@@ -414,5 +414,17 @@ def _main(argv: list[str] | None) -> int:
         return 1
 
 
+def run() -> None:
+    """The console script: an interrupted command leaves at once, without the interpreter's
+    tear-down of Dagster's threads and connections (seconds on a loaded machine); its run is
+    already marked failed and everything it wrote is atomic (`mdh_assets.recovery`)."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
