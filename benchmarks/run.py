@@ -20,6 +20,11 @@ generator's proportions.
   through Dagster (`mdh download`, `mdh candle-processing`) against the same work done by
   the library directly (`benchmarks/backfill.py`), per (day, instrument) partition and per
   asset partition (`MDH_BENCH_BACKFILL_DAYS` changes the 30).
+- B8 scale (`benchmarks/scale.py`): one venue-day of many small spot instruments through the
+  CLI (`MDH_BENCH_SCALE_INSTRUMENTS`, default 400; `MDH_BENCH_SCALE_TIMEFRAMES`, default 1m)
+  against the library, the runs created and the partitions per asset; then an instance
+  holding 3 years x 2,400 instruments: one sensor evaluation, the 30-day missing-data report
+  and the GraphQL partition status of raw/trades.
 """
 
 from __future__ import annotations
@@ -52,12 +57,14 @@ from mdh_lib.tardis.client import DayFile, download_day, download_days
 from mdh_lib.timeframes import TIMEFRAMES, day_start_us
 
 from benchmarks.backfill import bench_backfill
+from benchmarks.scale import TARGETS as SCALE_TARGETS
+from benchmarks.scale import bench_scale, print_table
 from benchmarks.streaming import bench_streaming
 
 DATE = dt.date(2024, 3, 1)
 EXCHANGE, SYMBOL, KEY = "binance-futures", "BTCUSDT", "BINANCE-FUTURES:PERPETUAL:BTC-USDT"
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGETS = {"B1": 2.0, "B2": 0.05, "B3": 2048.0, "B4": 10.0, "B6": 200_000.0, "B7": 0.5}
+TARGETS = {"B1": 2.0, "B2": 0.05, "B3": 2048.0, "B4": 10.0, "B6": 200_000.0, "B7": 0.5, "B8": SCALE_TARGETS}
 
 
 def _timed(fn):
@@ -193,8 +200,11 @@ def main() -> None:
             r6 = bench_streaming(min(trades_n, 1_000_000))
         with console.status("B7 backfill orchestration overhead (30 days x 3 instruments) ..."):
             r7 = bench_backfill(int(os.environ.get("MDH_BENCH_BACKFILL_DAYS", 30)))
+        with console.status("B8 scale (many instruments per venue-day; a 3-year instance) ..."):
+            r8 = bench_scale(int(os.environ.get("MDH_BENCH_SCALE_INSTRUMENTS", 400)),
+                             os.environ.get("MDH_BENCH_SCALE_TIMEFRAMES", "1m"))
         book_rows = pq.read_metadata(work / "b3" / "raw/book_snapshot_5/day.parquet").num_rows
-    results = {"trades": r1["rows"], "book_rows": book_rows, "B1": r1, "B2": r2, "B3": r3, "B4": r4, "B5": r5, "B6": r6, "B7": r7}
+    results = {"trades": r1["rows"], "book_rows": book_rows, "B1": r1, "B2": r2, "B3": r3, "B4": r4, "B5": r5, "B6": r6, "B7": r7, "B8": r8}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
 
@@ -223,6 +233,7 @@ def main() -> None:
                   f"{r7['overhead_per_asset_partition_s']:.3f} s/asset partition",
                   f"<= {TARGETS['B7']} s {ok(r7['overhead_per_partition_s'] <= TARGETS['B7'])}")
     console.print(table)
+    print_table(r8, SCALE_TARGETS, console)
     console.print(f"results: {RESULTS / 'latest.json'}")
 
 
