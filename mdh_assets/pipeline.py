@@ -160,7 +160,7 @@ def processing_runs(rt: Runtime, dates: list[dt.date], filters: Filters, step: s
 
 def _materialized(rt: Runtime, assets: list[dg.AssetKey], expected: list[Expected]) -> set[tuple[str, dt.date, str]]:
     """(timeframe, date, venue) of the venue-days of these per-timeframe assets that are materialized."""
-    keys = sorted({str(venue_day_key(e.date, e.exchange)) for e in expected})
+    keys = sorted({str(venue_day_key(d, v)) for d, v in {(e.date, e.exchange) for e in expected}})
     done = set()
     for asset in assets:
         for pk, status in statuses(rt.instance, asset, keys).items():

@@ -23,6 +23,7 @@ Dataset = tuple[str, ...]
 class Catalog:
     def __init__(self, storage: Storage):
         self.storage = storage
+        self._definitions: dict[dt.date, pa.Table] = {}  # read once per day: every instrument asks
 
     def exists(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None = None) -> bool:
         return self.storage.exists(dataset_path(dataset, date, key))
@@ -36,9 +37,14 @@ class Catalog:
         return pl.from_arrow(self.storage.read_parquet(rel, columns=columns, filters=filters))
 
     def definitions(self, date: dt.date) -> pa.Table | None:
-        """The day's instrument definitions (`mdh_lib.definitions`), or None before they exist."""
-        rel = dataset_path(("instruments",), date)
-        return self.storage.read_parquet(rel) if self.storage.exists(rel) else None
+        """The day's instrument definitions (`mdh_lib.definitions`), or None before they exist;
+        a catalog reads a day's once (make a new one to see definitions written since)."""
+        if date not in self._definitions:
+            rel = dataset_path(("instruments",), date)
+            if not self.storage.exists(rel):
+                return None
+            self._definitions[date] = self.storage.read_parquet(rel)
+        return self._definitions[date]
 
     def batches(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None = None,
                 columns: list[str] | None = None) -> Iterator[pl.DataFrame]:

@@ -85,7 +85,8 @@ def expected_partitions(definitions: pa.Table) -> list[Expected]:
     underlying (filtered from the venue's grouped ``OPTIONS`` file)."""
     out: list[Expected] = []
     underlyings: dict[str, str] = {}
-    for row in definitions.to_pylist():
+    columns = ["date", "instrument_type", "underlying", "exchange", "data_types", "instrument_key", "dataset_symbol"]
+    for row in definitions.select(columns).to_pylist():  # only what is read: a day lists thousands
         if row["instrument_type"] == "OPTION":
             underlyings[row["underlying"]] = row["exchange"]
             continue

@@ -94,7 +94,7 @@ def pipeline_requests(context: dg.SensorEvaluationContext, storage: Storage, dat
     for r in rows:
         at = (r["data_type"], r["date"], InstrumentKey.parse(r["instrument_key"]).exchange)
         raw_done[at] = raw_done.get(at, True) and r["status"] in ("materialized", "expired")
-    keys = sorted({str(venue_day_key(e.date, e.exchange)) for e in expected})
+    keys = sorted({str(venue_day_key(d, v)) for d, v in {(e.date, e.exchange) for e in expected}})
     done = {step: {split(pk): s for pk, s in statuses(context.instance, asset, keys).items()}
             for step, asset in DONE.items()}
     inputs = {"options": "options_chain", "candles": "trades", "mft": "trades", "warehouse": "trades"}

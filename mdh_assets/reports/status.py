@@ -50,12 +50,12 @@ def status_table(instance: dg.DagsterInstance, storage: Storage, expected: list[
     outcomes = {(r["dataset"], r["date"], r["venue"], r["instrument_key"]): r for r in manifest.query(
         storage, [("raw", t) for t in by_type], days, venues).select(
         ["dataset", "date", "venue", "instrument_key", "status", "attempts"]).to_pylist()}
+    pk = {(d, v): str(venue_day_key(d, v)) for d, v in {(e.date, e.exchange) for e in expected}}
     rows = []
     for data_type, items in sorted(by_type.items()):
-        keys = sorted({str(venue_day_key(e.date, e.exchange)) for e in items})
-        found = statuses(instance, raw_key(data_type), keys)
+        found = statuses(instance, raw_key(data_type), sorted({pk[e.date, e.exchange] for e in items}))
         for e in items:
-            venue_status = found[str(venue_day_key(e.date, e.exchange))]
+            venue_status = found[pk[e.date, e.exchange]]
             outcome = outcomes.get((f"raw/{data_type}", e.date, e.exchange, e.key))
             if retention and retention.expired(e.date, e.exchange):
                 status = "expired"
