@@ -145,10 +145,11 @@ def processing_runs(rt: Runtime, dates: list[dt.date], filters: Filters, step: s
     then candles where an instrument has trades and book features where it has book
     snapshots), `mdh mft-processing` or `mdh bigquery-upload` (the tables whose Parquet is
     materialized: MFT tables only for venue-days with MFT features)."""
-    expected = [e for d in dates for e in expected_for(rt, d) if filters.keep(e)]
+    every = [e for d in dates for e in expected_for(rt, d)]
+    expected = [e for e in every if filters.keep(e)]
     scope = scope_of(filters)
     if step == "candle":
-        underlyings = [e for d in dates for e in expected_for(rt, d) if e.data_type == "options_chain"
+        underlyings = [e for e in every if e.data_type == "options_chain"
                        and (not filters.venues or e.exchange in filters.venues)]
         return step_runs("options", underlyings) + step_runs("candles", expected, timeframes, scope)
     if step == "mft":
