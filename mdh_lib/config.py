@@ -25,6 +25,8 @@ SETTING_NAMES = (
     "MDH_DATA_ROOT",
     "MDH_WAREHOUSE",
     "TARDIS_API_KEY",
+    "TARDIS_API_KEY_SECRET",
+    "SECRET_MANAGER_EMULATOR_HOST",
     "TARDIS_DATASETS_ENDPOINT",
     "TARDIS_API_ENDPOINT",
     "GCP_PROJECT_ID",
@@ -34,6 +36,7 @@ SETTING_NAMES = (
     "DAGSTER_HOME",
     "MDH_RAW_RETENTION_DAYS",
     "MDH_SLOT_WAIT",
+    "MDH_BQ_LOCATION",
 )
 DEFAULT_RAW_RETENTION_DAYS = 0  # keep everything (`mdh_lib.retention`)
 # The earliest day Tardis serves: the default first partition day, so any historical day
@@ -99,7 +102,10 @@ class Universe:
 class Settings:
     data_root: str = DEFAULT_DATA_ROOT
     warehouse: str = DEFAULT_WAREHOUSE
-    tardis_api_key: Secret = field(default=Secret(""), repr=False)
+    tardis_api_key_value: Secret = field(default=Secret(""), repr=False)  # TARDIS_API_KEY
+    tardis_api_key_secret: str = ""  # TARDIS_API_KEY_SECRET: a Secret Manager version name
+    secret_manager_emulator_host: str = ""
+    bq_location: str = "US"  # MDH_BQ_LOCATION: where a missing BigQuery dataset is created
     datasets_endpoint: str = DEFAULT_DATASETS_ENDPOINT
     api_endpoint: str = DEFAULT_API_ENDPOINT
     gcp_project_id: str = ""
@@ -109,6 +115,17 @@ class Settings:
     raw_retention_days: int = DEFAULT_RAW_RETENTION_DAYS  # 0 keeps every day (`mdh_lib.retention`)
     slot_wait: float = DEFAULT_SLOT_WAIT  # seconds a command waits for a pool slot (`mdh_assets.recovery`)
     universe: Universe = field(default_factory=Universe)
+
+    @property
+    def tardis_api_key(self) -> Secret:
+        """The Tardis API key, resolved when a request needs it: from Google Secret Manager
+        when TARDIS_API_KEY_SECRET names a version (`mdh_lib.secrets`), else TARDIS_API_KEY
+        (the environment, which a Kubernetes secret can fill, or the config file)."""
+        if self.tardis_api_key_secret:
+            from mdh_lib.secrets import access_secret
+
+            return access_secret(self.tardis_api_key_secret, emulator_host=self.secret_manager_emulator_host)
+        return self.tardis_api_key_value
 
 
 def _config_file(env: dict[str, str]) -> dict:
@@ -166,7 +183,10 @@ def load_settings(env: dict[str, str] | None = None, **overrides) -> Settings:
     values = dict(
         data_root=data_root,
         warehouse=merged.get("MDH_WAREHOUSE", DEFAULT_WAREHOUSE),
-        tardis_api_key=Secret(merged.get("TARDIS_API_KEY", "")),
+        tardis_api_key_value=Secret(merged.get("TARDIS_API_KEY", "")),
+        tardis_api_key_secret=merged.get("TARDIS_API_KEY_SECRET", ""),
+        secret_manager_emulator_host=merged.get("SECRET_MANAGER_EMULATOR_HOST", ""),
+        bq_location=merged.get("MDH_BQ_LOCATION", "US"),
         datasets_endpoint=merged.get("TARDIS_DATASETS_ENDPOINT", DEFAULT_DATASETS_ENDPOINT).rstrip("/"),
         api_endpoint=merged.get("TARDIS_API_ENDPOINT", DEFAULT_API_ENDPOINT).rstrip("/"),
         gcp_project_id=merged.get("GCP_PROJECT_ID", ""),

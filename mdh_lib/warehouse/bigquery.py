@@ -20,6 +20,9 @@ without query parameters). Concurrent DML on overlapping partitions of one table
 BigQuery with "could not serialize access ... due to concurrent update": the MERGE is then
 retried with back-off; each load has its own staging table, so loads never conflict.
 
+A dataset that does not exist is created on the first write, in ``MDH_BQ_LOCATION``
+(default ``US``); an existing dataset is used as it is (its location is never changed).
+
 With ``BIGQUERY_EMULATOR_HOST`` set (``http://host:port`` or ``host:port``) the client talks
 to that endpoint with anonymous credentials; results are always read over REST
 (``create_bqstorage_client=False``), since the Storage API would go to the real host.
@@ -111,8 +114,21 @@ class BigQueryWarehouse(Warehouse):
     def _id(self, name: str) -> str:
         return f"{self.project}.{self.dataset}.{name}"
 
+    @cached_property
+    def _ready_dataset(self) -> bigquery.Dataset:
+        """The dataset, created in MDH_BQ_LOCATION (default US) when it does not exist. Looked
+        up first, so a caller allowed to write tables but not to create datasets works."""
+        ref = f"{self.project}.{self.dataset}"
+        try:
+            return self.client.get_dataset(ref)
+        except NotFound:
+            dataset = bigquery.Dataset(ref)
+            dataset.location = load_settings().bq_location or "US"
+            return self.client.create_dataset(dataset, exists_ok=True)
+
     def _ensure_table(self, table: str, frame: pa.Table) -> bigquery.Table:
         """The existing table (columns checked against ``frame``) or a new one made for it."""
+        self._ready_dataset  # noqa: B018 (created once per warehouse object)
         try:
             existing = self.client.get_table(self._id(table))
         except NotFound:
@@ -180,7 +196,11 @@ class BigQueryWarehouse(Warehouse):
         return f"@{name}"
 
     def tables(self) -> list[str]:
-        names = (t.table_id for t in self.client.list_tables(f"{self.project}.{self.dataset}"))
+        """The tables (none while the dataset does not exist yet)."""
+        try:
+            names = [t.table_id for t in self.client.list_tables(f"{self.project}.{self.dataset}")]
+        except NotFound:
+            return []
         return sorted(n for n in names if not n.startswith(STAGING_PREFIX))
 
     def describe(self, table: str) -> dict[str, Any]:
