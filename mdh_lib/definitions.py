@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 
 from mdh_lib.config import Universe
 from mdh_lib.instruments import (
-    DEFINITION_COLUMNS, OPTIONS_DATA_TYPE, OPTIONS_GROUP_SYMBOL, InstrumentError, InstrumentKey,
-    available_on, definition_row,
+    DEFINITION_COLUMNS, EXCHANGES_API, INSTRUMENTS_API, OPTIONS_DATA_TYPE, OPTIONS_GROUP_SYMBOL, InstrumentError,
+    InstrumentKey, available_on, definition_row, symbol_record,
 )
 
 DEFINITIONS_SCHEMA = pa.schema([
@@ -30,35 +30,57 @@ DEFINITIONS_SCHEMA = pa.schema([
     ("option_type", pa.string()), ("underlying", pa.string()), ("underlying_index", pa.string()),
     ("maker_fee", pa.float64()), ("taker_fee", pa.float64()),
     ("available_since", pa.timestamp("us", tz="UTC")), ("available_to", pa.timestamp("us", tz="UTC")),
-    ("data_types", pa.list_(pa.string())),
+    ("data_types", pa.list_(pa.string())), ("source", pa.string()),
 ])
 assert tuple(DEFINITIONS_SCHEMA.names) == DEFINITION_COLUMNS
 
 
 def _dataset_types(details: dict) -> dict[str, tuple[str, ...]]:
-    return {s["id"]: tuple(s.get("dataTypes", ())) for s in details.get("datasets", {}).get("symbols", [])}
+    """Data types per dataset symbol, upper-cased (symbol lists differ in case between APIs)."""
+    return {s["id"].upper(): tuple(s.get("dataTypes", ())) for s in details.get("datasets", {}).get("symbols", [])}
+
+
+MISSING_WITHOUT_METADATA = (
+    "no tick size, amount increment, min trade amount, contract multiplier, inverse, settlement currency, "
+    "fees or underlying index (left null); base, quote, expiry day (00:00 UTC) and strike are read from the "
+    "symbol; downloads, candles and book features do not use the missing fields"
+)
+
+
+def fallback_line(exchanges: list[str]) -> str:
+    """The one line a command prints when some definitions come from ``/v1/exchanges``."""
+    return (f"note: instrument definitions of {', '.join(sorted(exchanges))} built from /v1/exchanges "
+            f"(source {EXCHANGES_API}) because Tardis refused /v1/instruments, which needs a paid "
+            f"TARDIS_API_KEY: {MISSING_WITHOUT_METADATA}")
 
 
 def build_definitions(
-    date: dt.date, universe: Universe, details: dict[str, dict], records: dict[str, list[dict]]
+    date: dt.date, universe: Universe, details: dict[str, dict], records: dict[str, list[dict] | None]
 ) -> pa.Table:
-    """``details``/``records``: per exchange, ``/v1/exchanges`` and ``/v1/instruments`` answers."""
+    """``details``/``records``: per exchange, ``/v1/exchanges`` and ``/v1/instruments`` answers;
+    records None (``/v1/instruments`` refused) builds the exchange's rows from the
+    ``availableSymbols`` of its details instead (`symbol_record`, source ``exchanges_api``)."""
     rows = []
     for venue in universe.venues:
-        listed = _dataset_types(details.get(venue.exchange, {}))
+        ex_details = details.get(venue.exchange, {})
+        listed = _dataset_types(ex_details)
+        recs, source = records.get(venue.exchange), INSTRUMENTS_API
+        if recs is None:
+            source = EXCHANGES_API
+            recs = [r for r in (symbol_record(venue.exchange, e) for e in ex_details.get("availableSymbols", [])) if r]
         wanted = {s.upper() for s in venue.symbols}
-        unknown = wanted - {r["id"].upper() for r in records.get(venue.exchange, [])}
+        unknown = wanted - {r["id"].upper() for r in recs}
         if unknown:
             raise InstrumentError(f"{venue.exchange}: Tardis lists no symbol {', '.join(sorted(unknown))}")
-        for rec in records.get(venue.exchange, []):
+        for rec in recs:
             is_option = rec.get("type") == "option"
             if is_option:
-                if rec.get("baseCurrency", "").upper() not in venue.option_underlyings:
+                if (rec.get("baseCurrency") or "").upper() not in venue.option_underlyings:
                     continue
             elif wanted and rec["id"].upper() not in wanted:
                 continue
             try:
-                row = definition_row(rec, date, listed.get(rec.get("datasetId") or rec["id"]))
+                row = definition_row(rec, date, listed.get((rec.get("datasetId") or rec["id"]).upper()), source)
             except InstrumentError:
                 continue  # combos and other types outside SPEC section 4
             if venue.instrument_types and row["instrument_type"] not in venue.instrument_types and not is_option:
@@ -67,6 +89,15 @@ def build_definitions(
                 rows.append(row)
     rows.sort(key=lambda r: r["instrument_key"])
     return pa.Table.from_pylist(rows, schema=DEFINITIONS_SCHEMA)
+
+
+def fallback_exchanges(definitions: pa.Table | None) -> set[str]:
+    """The exchanges whose rows in a day's table came from ``/v1/exchanges`` (tables written
+    before the ``source`` column existed came from ``/v1/instruments``)."""
+    if definitions is None or "source" not in definitions.column_names:
+        return set()
+    return {ex for ex, src in zip(definitions["exchange"].to_pylist(), definitions["source"].to_pylist())
+            if src == EXCHANGES_API}
 
 
 @dataclass(frozen=True)

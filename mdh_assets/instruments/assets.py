@@ -1,5 +1,10 @@
 """Daily instrument definitions of every configured venue: what each venue-day partition of
-the raw and derived assets covers."""
+the raw and derived assets covers.
+
+Without a paid key Tardis refuses ``/v1/instruments``: the definitions of such a venue are
+then built from the free ``/v1/exchanges`` symbol list (rows with source ``exchanges_api``),
+so a user without a subscription still gets the first day of each month end to end.
+"""
 
 
 import datetime as dt
@@ -14,7 +19,7 @@ from mdh_assets.partitions import daily
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.resources.tardis import TardisResource
 from mdh_lib.config import load_settings
-from mdh_lib.definitions import build_definitions
+from mdh_lib.definitions import MISSING_WITHOUT_METADATA, build_definitions
 from mdh_lib.instruments import InstrumentError
 from mdh_lib.layout import dataset_path
 from mdh_lib.tardis.client import TardisError
@@ -39,9 +44,13 @@ def instruments(context: dg.AssetExecutionContext, tardis: TardisResource, stora
     universe = load_settings().universe
     try:
         details = {ex: tardis.exchange_details(ex) for ex in universe.exchanges}
-        records = {ex: tardis.instrument_records(ex) for ex in universe.exchanges}
+        records = {ex: _records_or_none(tardis, ex) for ex in universe.exchanges}
     except TardisError as exc:
         raise dg.Failure(description=f"{span}: {exc}") from None
+    fallback = sorted(ex for ex, recs in records.items() if recs is None)
+    if fallback:  # once per run, however many days it covers
+        context.log.warning(f"{span}: /v1/instruments refused, definitions of {', '.join(fallback)} built from "
+                            f"/v1/exchanges: {MISSING_WITHOUT_METADATA}")
     results = Results(context)
     for pk, date in zip(context.partition_keys, dates):
         try:
@@ -55,7 +64,19 @@ def instruments(context: dg.AssetExecutionContext, tardis: TardisResource, stora
             **file_metadata(info, table.schema),
             **{f"count_{t.lower()}": n for t, n in sorted(by_type.items())},
             "venues": ", ".join(universe.exchanges),
+            "source": ", ".join(f"{ex}: {'exchanges_api' if ex in fallback else 'instruments_api'}"
+                                for ex in universe.exchanges),
             "preview": preview(pl.from_arrow(table.select(
                 ["instrument_key", "exchange_symbol", "tick_size", "available_since"])), rows=20),
         })
     yield from results.finish([KEY])
+
+
+def _records_or_none(tardis: TardisResource, exchange: str) -> list[dict] | None:
+    """The exchange's instrument records, or None when Tardis refuses them (no paid key)."""
+    try:
+        return tardis.instrument_records(exchange)
+    except TardisError as exc:
+        if exc.refused:
+            return None
+        raise

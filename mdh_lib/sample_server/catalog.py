@@ -38,6 +38,11 @@ VENUES = {
         "availableChannels": ["trade", "aggTrade", "ticker", "depth", "markPrice", "depthSnapshot",
                               "bookTicker", "forceOrder", "openInterest"],
     },
+    "bitmex": {
+        "name": "BitMEX",
+        "availableSince": dt.date(2019, 3, 30),
+        "availableChannels": ["trade", "orderBookL2", "instrument", "liquidation", "quote"],
+    },
     "deribit": {
         "name": "Deribit",
         "availableSince": FIRST_DAY,
@@ -52,6 +57,8 @@ _SPECS = {
     ("binance", "spot", "ETH"): (0.01, 0.0001, 0.001, 0.001),
     ("binance-futures", "perpetual", "BTC"): (0.1, 0.001, 0.0002, 0.0004),
     ("binance-futures", "perpetual", "ETH"): (0.01, 0.001, 0.0002, 0.0004),
+    ("bitmex", "perpetual", "BTC"): (0.1, 100, 0.0005, 0.0005),
+    ("bitmex", "perpetual", "ETH"): (0.05, 1, 0.0005, 0.0005),
     ("deribit", "perpetual", "BTC"): (0.5, 10, 0.0, 0.0005),
     ("deribit", "perpetual", "ETH"): (0.05, 1, 0.0, 0.0005),
     ("deribit", "future", "BTC"): (2.5, 10, -0.0001, 0.0005),
@@ -160,8 +167,42 @@ def _deribit(base: str) -> list[dict]:
     return rows
 
 
+# Tardis's ``changes``: the values that held until each ``until`` (the synthetic days use the
+# values in force on them, `mdh_lib.instruments.as_of`). XBTUSD's are those of its real record.
+_CHANGES = {
+    ("binance-futures", "BTCUSDT"): [{"until": "2020-11-05T06:00:00.000Z", "priceIncrement": 0.01}],
+    ("bitmex", "XBTUSD"): [
+        {"until": "2021-06-08T04:30:00.000Z", "amountIncrement": 1, "minTradeAmount": 1},
+        {"until": "2024-07-31T04:00:00.000Z", "priceIncrement": 0.5},
+        {"until": "2024-10-22T00:00:00.000Z", "makerFee": 0.0002, "takerFee": 0.00075},
+    ],
+}
+
+
+def _bitmex() -> tuple[dict, ...]:
+    """XBTUSD, inverse (USD contracts settled in BTC), and ETHUSD, quanto (priced in USD,
+    settled in BTC at a fixed 0.000001 BTC per USD point): the two contract kinds whose
+    settlement is neither the quote nor, for quanto, the base."""
+    since = VENUES["bitmex"]["availableSince"]
+    return (
+        _instrument("bitmex", "XBTUSD", "BTC", "USD", "perpetual", since, settlementCurrency="BTC", inverse=True,
+                    contractType="inverse_perpetual", contractMultiplier=1, underlyingIndex=".BXBT"),
+        _instrument("bitmex", "ETHUSD", "ETH", "USD", "perpetual", since, settlementCurrency="BTC", inverse=False,
+                    quanto=True, contractType="quanto_perpetual", contractMultiplier=0.000001,
+                    underlyingIndex=".BETH"),
+    )
+
+
 @functools.lru_cache(maxsize=None)
 def _instruments(exchange: str) -> tuple[dict, ...]:
+    rows = _listed(exchange)
+    for row in rows:
+        if (exchange, row["id"]) in _CHANGES:
+            row["changes"] = [dict(c) for c in _CHANGES[(exchange, row["id"])]]
+    return rows
+
+
+def _listed(exchange: str) -> tuple[dict, ...]:
     if exchange == "binance":
         return tuple(_instrument("binance", f"{b}USDT", b, "USDT", "spot", FIRST_DAY) for b in ("BTC", "ETH"))
     if exchange == "binance-futures":
@@ -171,6 +212,8 @@ def _instruments(exchange: str) -> tuple[dict, ...]:
                      for b in ("BTC", "ETH"))
     if exchange == "deribit":
         return tuple(_deribit("BTC") + _deribit("ETH"))
+    if exchange == "bitmex":
+        return _bitmex()
     raise KeyError(f"unknown exchange {exchange!r}")
 
 

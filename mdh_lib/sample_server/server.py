@@ -162,16 +162,19 @@ class SampleServer:
 
     `endpoint` serves as both TARDIS_DATASETS_ENDPOINT and TARDIS_API_ENDPOINT. With `api_key`
     set, requests must send `Authorization: Bearer <key>`: without a key only the first day of
-    each month is served, a wrong key gets 401. The key is never logged or echoed.
+    each month is served and `/v1/instruments` answers 401 (Tardis's free access), a wrong key
+    gets 401. `free_access` does the same without a key of its own: any key counts as a paid
+    one (`mdh sample-server --require-key`). The key is never logged or echoed.
     """
 
     def __init__(self, data_dir: str | os.PathLike | None = None, trades_per_day: int = 20_000,
                  host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                 latency_ms: float = 0) -> None:
+                 latency_ms: float = 0, free_access: bool = False) -> None:
         self.host, self.port = host, port
         self.latency_ms = latency_ms
         self._trades_per_day = trades_per_day
         self._api_key = api_key
+        self._free_access = free_access
         self._source = _Directory(data_dir) if data_dir else _Synthetic(trades_per_day)
         self._faults = Faults()
         self._log: list[tuple[str, str, int]] = []
@@ -303,12 +306,14 @@ class SampleServer:
 
     def _auth(self, request: web.Request) -> str:
         """'ok', 'missing' or 'wrong' for the request's API key."""
-        if self._api_key is None:
+        if self._api_key is None and not self._free_access:
             return "ok"
         header = request.headers.get("Authorization", "")
+        given = header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
         if not header:
             return "missing"
-        given = header[len("Bearer "):] if header.startswith("Bearer ") else ""
+        if self._api_key is None:
+            return "ok" if given else "wrong"
         return "ok" if hmac.compare_digest(given.encode(), self._api_key.encode()) else "wrong"
 
     async def _exchange(self, request: web.Request) -> web.Response:
@@ -320,7 +325,7 @@ class SampleServer:
 
     async def _instruments(self, request: web.Request) -> web.Response:
         if self._auth(request) != "ok":
-            return _error(401, "a valid API key is required for instruments metadata")
+            return _error(401, "a valid API key is required for instruments metadata (not part of free access)")
         exchange, symbol = request.match_info["exchange"], request.match_info.get("symbol")
         rows = await asyncio.get_running_loop().run_in_executor(self._executor, self._source.instruments, exchange)
         if rows is None:
@@ -399,15 +404,18 @@ class SampleServer:
 
 
 def serve_forever(host: str = "127.0.0.1", port: int = 8765, data_dir: str | os.PathLike | None = None,
-                  trades_per_day: int = 20_000, api_key: str | None = None, latency_ms: float = 0) -> None:
+                  trades_per_day: int = 20_000, api_key: str | None = None, latency_ms: float = 0,
+                  free_access: bool = False) -> None:
     """Run the server in the foreground (for `mdh sample-server`) until Ctrl-C or SIGTERM."""
     def interrupt(*_):
         raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
-    server = SampleServer(data_dir, trades_per_day, host, port, api_key, latency_ms).start()
+    server = SampleServer(data_dir, trades_per_day, host, port, api_key, latency_ms, free_access).start()
     source = f"files in {data_dir}" if data_dir else f"synthetic data, {trades_per_day} trades/day"
+    if free_access:
+        source += "; without a key: no /v1/instruments and only the first day of each month"
     print(f"Tardis-compatible sample server on {server.endpoint} ({source}); Ctrl-C to stop", flush=True)
     try:
         while True:

@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.compute as pc
 
+from mdh_lib.instruments import as_of
+
 from . import catalog
 
 _PREFIX = ["exchange", "symbol", "timestamp", "local_timestamp"]
@@ -49,7 +51,7 @@ _SEC = 86_400
 _SECONDS = np.arange(_SEC + 1, dtype=np.float64)
 _YEAR_US = 365.25 * _DAY_US
 _HOURS8_US = 8 * 3_600_000_000
-_LATENCY_MS = {"binance": 4.0, "binance-futures": 3.0, "deribit": 2.0}
+_LATENCY_MS = {"binance": 4.0, "binance-futures": 3.0, "bitmex": 6.0, "deribit": 2.0}
 _NOTIONAL_USD = {"spot": 600.0, "perpetual": 2_500.0, "future": 4_000.0}
 _OPEN_INTEREST_USD = {"perpetual": 2e9, "future": 2e8}
 _ID_STRIDE = 50_000_000  # trade ids per day, so ids keep increasing across days
@@ -287,7 +289,7 @@ def validate(exchange: str, data_type: str, day: dt.date | str, symbol: str) -> 
 
 
 def _inst(exchange: str, symbol: str, day: dt.date) -> _Inst:
-    row = catalog.instrument(exchange, symbol)
+    row = as_of(catalog.instrument(exchange, symbol), day)  # the tick and lot of that day
     expiry_us = None
     hi = float(_SEC)
     if "expiry" in row:

@@ -20,23 +20,38 @@ from mdh_lib.config import bypass_proxy_for_local
 
 
 class TardisError(RuntimeError):
-    """A Tardis request that failed for good."""
+    """A Tardis request that failed for good; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """Whether Tardis refused the request for want of a (paid) key: 401 or 403."""
+        return self.status in (401, 403)
+
+
+_FREE_DAYS = "and without one only the first day of each month is available"
+_PAID_METADATA = "and instrument metadata needs a paid key"
+
+
+def _error(exc: Exception, url: str, api_key: str, without_key: str = _FREE_DAYS) -> TardisError:
+    status = exc.code if isinstance(exc, urllib.error.HTTPError) else None
+    return TardisError(_explain(exc, url, api_key, without_key), status)
 
 
 def _scrub(text: str, api_key: str) -> str:
     return text.replace(api_key, "***") if api_key else text
 
 
-def _explain(exc: Exception, url: str, api_key: str) -> str:
+def _explain(exc: Exception, url: str, api_key: str, without_key: str = _FREE_DAYS) -> str:
+    """One line for a failed request; ``without_key`` says what a keyless refusal means."""
     if isinstance(exc, urllib.error.HTTPError):
         body = (exc.msg or "").strip().splitlines()[0][:200] if exc.msg else ""
         code = exc.code
         if code in (401, 403):
-            hint = (
-                "the API key was refused: check TARDIS_API_KEY"
-                if api_key
-                else "no TARDIS_API_KEY is set, and without one only the first day of each month is available"
-            )
+            hint = "the API key was refused: check TARDIS_API_KEY" if api_key else f"no TARDIS_API_KEY is set, {without_key}"
             why = f"HTTP {code}: {hint}"
         elif code == 404:
             why = "HTTP 404: no such file on Tardis (unknown exchange, symbol or data type)"
@@ -96,7 +111,7 @@ async def _download(f: DayFile, endpoint: str, api_key: str, dest_dir: str, time
             get_filename=file_name, skip_if_exists=False, concurrency=1,
         )
     except Exception as exc:  # the client raises HTTPError, aiohttp and OS errors alike
-        raise TardisError(_explain(exc, f.url(endpoint), api_key)) from None
+        raise _error(exc, f.url(endpoint), api_key) from None
     path = f.local_path(dest_dir)
     return Download(path, f.url(endpoint), os.path.getsize(path))
 
@@ -137,14 +152,30 @@ def exchange_details(exchange: str, *, endpoint: str) -> dict:
     try:
         return tardis_dev.get_exchange_details(exchange, endpoint=endpoint)
     except Exception as exc:
-        raise TardisError(_explain(exc, f"{endpoint}/exchanges/{exchange}", "")) from None
+        raise _error(exc, f"{endpoint}/exchanges/{exchange}", "") from None
 
 
 def instrument_records(exchange: str, *, endpoint: str, api_key: str) -> list[dict]:
-    """All instruments of ``exchange`` from ``/v1/instruments`` (a paid key on the real service)."""
+    """All instruments of ``exchange`` from ``/v1/instruments`` (a paid key on the real service;
+    a refusal is a `TardisError` whose ``refused`` is true)."""
     bypass_proxy_for_local(endpoint)
     try:
         records = tardis_dev.get_instrument_info(exchange, api_key=api_key, endpoint=endpoint)
     except Exception as exc:
-        raise TardisError(_explain(exc, f"{endpoint}/instruments/{exchange}", api_key)) from None
+        raise _error(exc, f"{endpoint}/instruments/{exchange}", api_key, _PAID_METADATA) from None
     return records if isinstance(records, list) else [records]
+
+
+def refuses_without_key(exchange: str, *, endpoint: str) -> bool:
+    """Whether the service refuses ``/v1/instruments`` without a key, as Tardis does: then it
+    is Tardis's free access, which serves only the first day of each month. The request
+    filters on an id no instrument has, so a service that answers sends an empty list; any
+    other failure says nothing about access (False: the steps that follow report it)."""
+    bypass_proxy_for_local(endpoint)
+    try:
+        tardis_dev.get_instrument_info(exchange, filter={"id": "-"}, api_key="", endpoint=endpoint)
+    except urllib.error.HTTPError as exc:
+        return exc.code in (401, 403)
+    except Exception:
+        return False
+    return False
