@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import dagster as dg
 
@@ -21,15 +23,34 @@ RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster
 # in the instance's event log, where the UI shows them.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # The instance's dagster.yaml, written on first use (and rewritten while it carries the
-# marker line). Pools count per run (`mdh_assets.recovery`), one run at a time by default
-# (`dagster instance concurrency set` changes one): `tardis` (one raw download run at a
-# time, each with at most 20 files in flight) and `warehouse_{family}` (loads into one table
-# never overlap). Run monitoring lets the daemon fail runs that never start or never finish
-# cancelling; runs that `mdh` started are recovered by the next `mdh` command.
+# marker line, so it follows MDH_DAGSTER_POSTGRES_URL). Storage: SQLite files under
+# DAGSTER_HOME (the embedded default), or PostgreSQL when MDH_DAGSTER_POSTGRES_URL is set;
+# the file then names the variable, never its value, so the password stays out of the file,
+# of `dagster instance info` and of the UI's instance page (every process that opens the
+# instance, `dagster dev`, the daemon and the runs it launches, reads the variable).
+# Runs that the daemon or the UI launch go through the queued run coordinator: at most
+# `MAX_CONCURRENT_RUNS` at once, and none while a pool it uses is full. Pools count per run
+# (`mdh_assets.recovery`), one run at a time by default (`dagster instance concurrency set`
+# changes one): `tardis` (one raw download run at a time, each with at most 20 files in
+# flight) and `warehouse_{family}` (loads into one table never overlap), so a UI backfill of
+# a year queues rather than flooding Tardis or the warehouse. The CLI runs in-process and
+# holds back its own runs (`mdh_assets.recovery.PoolGate`). Run monitoring lets the daemon
+# fail runs that never start or never finish cancelling; a run whose process dies is failed
+# by the code server that launched it (daemon and UI runs) or by the next `mdh` command
+# (runs that `mdh` started).
 MARKER = "# written by mdh: it rewrites this file while this line is here\n"
-INSTANCE_YAML = MARKER + """telemetry:
+POSTGRES_URL_ENV = "MDH_DAGSTER_POSTGRES_URL"
+MAX_CONCURRENT_RUNS = 4
+_COMMON_YAML = """telemetry:
   enabled: false
+run_coordinator:
+  module: dagster
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 2
 concurrency:
+  runs:
+    max_concurrent_runs: %d
   pools:
     granularity: run
     default_limit: 1
@@ -37,21 +58,88 @@ run_monitoring:
   enabled: true
   start_timeout_seconds: 180
   cancel_timeout_seconds: 180
-"""
-# What earlier versions wrote, without the marker: replaced too.
+""" % MAX_CONCURRENT_RUNS
+_POSTGRES_YAML = """storage:
+  postgres:
+    postgres_url:
+      env: %s
+""" % POSTGRES_URL_ENV
+INSTANCE_YAML = MARKER + _COMMON_YAML  # SQLite
+POSTGRES_INSTANCE_YAML = MARKER + _POSTGRES_YAML + _COMMON_YAML
+# What earlier versions wrote: replaced too.
 _EARLIER_YAML = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+_URL = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)(?P<password>[^@\s]*)(?P<tail>@)", re.I)
+
+
+class InstanceConfigError(ValueError):
+    """MDH_DAGSTER_POSTGRES_URL is malformed, or its server cannot be used (password scrubbed)."""
+
+
+def scrub(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL written ``***``
+    (and the password of MDH_DAGSTER_POSTGRES_URL wherever it appears)."""
+    text = _URL.sub(lambda m: f"{m['head']}***{m['tail']}", str(text))
+    password = _password(os.environ.get(POSTGRES_URL_ENV, ""))
+    return text.replace(password, "***") if password and len(password) >= 4 else text
+
+
+def _password(url: str) -> str:
+    try:
+        return unquote(urlsplit(url).password or "")
+    except ValueError:
+        return ""
+
+
+def postgres_url() -> str | None:
+    """MDH_DAGSTER_POSTGRES_URL, checked: ``postgresql://user:password@host:port/db`` (percent-
+    encode special characters of the password); None when unset or empty."""
+    url = os.environ.get(POSTGRES_URL_ENV, "").strip()
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError as exc:
+        raise InstanceConfigError(f"{POSTGRES_URL_ENV} is not a URL ({scrub(str(exc))})") from None
+    if parts.scheme not in ("postgresql", "postgresql+psycopg2") or not parts.hostname \
+            or not parts.username or not parts.path.strip("/"):
+        raise InstanceConfigError(f"{POSTGRES_URL_ENV} must look like postgresql://user:password@host:port/db, "
+                                  f"not {scrub(url)}")
+    return url
+
+
+def instance_yaml() -> str:
+    """The dagster.yaml that mdh writes for the current environment."""
+    return POSTGRES_INSTANCE_YAML if postgres_url() else INSTANCE_YAML
+
+
+def write_instance_yaml(settings: Settings) -> Path:
+    """DAGSTER_HOME/dagster.yaml for the current environment (unless a person took it over by
+    removing the marker line); the folder, which is also exported as DAGSTER_HOME."""
+    home = Path(settings.dagster_home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config, wanted = home / "dagster.yaml", instance_yaml()
+    current = config.read_text() if config.exists() else None
+    if current is None or (current != wanted and (current.startswith(MARKER) or current == _EARLIER_YAML)):
+        config.write_text(wanted)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance under DAGSTER_HOME (default ./.mdh/dagster)."""
-    home = Path(settings.dagster_home).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    current = config.read_text() if config.exists() else None
-    if current is None or (current != INSTANCE_YAML and (current.startswith(MARKER) or current == _EARLIER_YAML)):
-        config.write_text(INSTANCE_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    """The persistent instance under DAGSTER_HOME (default ./.mdh/dagster): SQLite there, or
+    the PostgreSQL database of MDH_DAGSTER_POSTGRES_URL. A server that cannot be reached or
+    refuses the login is one line naming it, password scrubbed."""
+    write_instance_yaml(settings)
+    url = postgres_url()
+    try:
+        return dg.DagsterInstance.get()
+    except Exception as exc:
+        if url is None:
+            raise
+        cause = " ".join(scrub(str(exc.__cause__ or exc)).split())
+        raise InstanceConfigError(f"cannot open the Dagster instance on PostgreSQL {scrub(url)}: "
+                                  f"{type(exc.__cause__ or exc).__name__}: {cause[:300]}") from None
 
 
 @dataclass
