@@ -25,7 +25,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.run
 
 ui: setup
-	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m mdh_assets.runs  # dagster.yaml for this environment (MDH_DAGSTER_POSTGRES_URL)
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 clean:

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import dagster as dg
 
 from mdh_assets.recovery import owner_tags
-from mdh_lib.config import Settings
+from mdh_lib.config import Settings, load_settings
 
 # Dagster's run tags for a run over a range of partitions (what a backfill launches).
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -242,3 +242,8 @@ def is_materialized(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partit
 
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+if __name__ == "__main__":  # `make ui`: the instance file for this environment, before `dagster dev` reads it
+    print(f"DAGSTER_HOME={write_instance_yaml(load_settings())} "
+          f"({'PostgreSQL: ' + scrub(postgres_url()) if postgres_url() else 'SQLite'})")

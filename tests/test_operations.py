@@ -7,7 +7,7 @@ import dagster as dg
 
 from mdh_assets.cli import main
 from mdh_assets.definitions import ASSETS, defs
-from mdh_assets.operations.schedules import MAX_ATTEMPTS, SPAN_TAG, pipeline_sensor
+from mdh_assets.operations.schedules import DUE_AFTER, LOOKBACK_DAYS, MAX_ATTEMPTS, SPAN_TAG, pipeline_sensor
 from mdh_assets.resources.storage import StorageResource
 
 YESTERDAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
@@ -25,7 +25,8 @@ def test_schedule_runs_yesterday_at_0800_utc():
     assert retention.cron_schedule == "30 8 * * *" and retention.job_name == "raw_retention"
 
 
-def _requests(mdh_env) -> list[dg.RunRequest]:
+def _requests(mdh_env, definitions: bool = False) -> list[dg.RunRequest]:
+    """The sensor's requests (those for missed definitions only with ``definitions``)."""
     from mdh_assets.pipeline import Runtime
     from mdh_lib.config import load_settings
 
@@ -33,7 +34,29 @@ def _requests(mdh_env) -> list[dg.RunRequest]:
     context = dg.build_sensor_context(instance=rt.instance, definitions=defs,
                                       resources={"storage": StorageResource(data_root=mdh_env["MDH_DATA_ROOT"])})
     result = pipeline_sensor(context)
-    return [] if isinstance(result, dg.SkipReason) else list(result)
+    requests = [] if isinstance(result, dg.SkipReason) else list(result)
+    return [r for r in requests if definitions or r.job_name != "daily_definitions"]
+
+
+def test_sensor_requests_the_definitions_of_missed_days(mdh_env):
+    """A day whose 08:00 run never happened gets its definitions run from the gap filler,
+    once (not again while that run is queued or starting), and not before it is due."""
+    now = dt.datetime.now(dt.timezone.utc)
+    due = [now.date() - dt.timedelta(days=n) for n in range(LOOKBACK_DAYS, 0, -1)
+           if now >= dt.datetime.combine(now.date() - dt.timedelta(days=n), dt.time(), dt.timezone.utc) + DUE_AFTER]
+    requests = _requests(mdh_env, definitions=True)
+    assert {r.job_name for r in requests} == {"daily_definitions"}
+    assert sorted(r.partition_key for r in requests) == [d.isoformat() for d in due]
+    from mdh_assets.pipeline import Runtime
+    from mdh_lib.config import load_settings
+
+    instance = Runtime(load_settings()).instance
+    first = requests[0]
+    instance.create_run_for_job(defs.resolve_job_def("daily_definitions"), status=dg.DagsterRunStatus.NOT_STARTED,
+                                tags={**first.tags, "dagster/partition": first.partition_key})
+    assert first.partition_key not in {r.partition_key for r in _requests(mdh_env, definitions=True)}
+    assert main(["instruments", "--start-date", due[-1].isoformat(), "--end-date", due[-1].isoformat()]) == 0
+    assert due[-1].isoformat() not in {r.partition_key for r in _requests(mdh_env, definitions=True)}
 
 
 def _by_job(requests) -> dict[str, set[str]]:

@@ -3,7 +3,8 @@ instrument definitions and missing-data report (and at 08:30 the raw retention r
 `pipeline` sensor then requests, for every day in the look-back window, what is missing or
 failed, step by step, with the CLI's planner (`mdh_assets.planner`): raw downloads, options
 features, candles and book, MFT features, warehouse tables, one request per (step, venue,
-span of days). It is also the gap filler: a day that failed last week is retried on the next
+span of days). It is also the gap filler: a day whose 08:00 run never happened (the daemon
+was down) gets its definitions run, a day that failed last week is retried on the next
 tick (an instrument at most `MAX_ATTEMPTS` times in a row, a derived step over the same
 venue-days likewise), and a venue-day in progress is never requested. An evaluation costs a
 few instance queries and one manifest read per data type, whatever the number of
@@ -23,7 +24,7 @@ from mdh_assets.candles.assets import CANDLE_KEYS
 from mdh_assets.features.assets import MFT_KEYS, OPTIONS
 from mdh_assets.partitions import split, venue_day_key
 from mdh_assets.planner import Planned, raw_runs, step_runs
-from mdh_assets.recovery import recover
+from mdh_assets.recovery import ACTIVE, recover
 from mdh_assets.reports.status import status_table, statuses
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.runs import RANGE_END_TAG, RANGE_START_TAG
@@ -37,6 +38,8 @@ from mdh_lib.storage import Storage
 from mdh_lib.timeframes import MFT_TIMEFRAMES, TIMEFRAMES
 
 LOOKBACK_DAYS = int(os.environ.get("MDH_LOOKBACK_DAYS", "7"))
+# How often the daemon evaluates the sensor (a test or a busy deployment may change it).
+SENSOR_INTERVAL_SECONDS = int(os.environ.get("MDH_SENSOR_INTERVAL_SECONDS", "300"))
 MAX_ATTEMPTS = 3
 STEP_TAG, SPAN_TAG = "mdh/step", "mdh/venue_days"
 
@@ -61,6 +64,10 @@ retention_schedule = dg.build_schedule_from_partitioned_job(
     retention_job, name="raw_retention_0830_utc", hour_of_day=8, minute_of_hour=30,
     description="08:30 UTC: delete the raw files older than the retention window, as of yesterday",
 )
+# A day's definitions are due once its 08:00 UTC run the next morning is (Tardis has
+# published the day by then).
+DUE_AFTER = dt.timedelta(days=1, hours=8)
+PARTITION_TAG = "dagster/partition"
 # What tells that a step is done for a venue-day (its first timeframe stands for the rest).
 DONE = {"options": OPTIONS, "candles": CANDLE_KEYS["1m"], "mft": MFT_KEYS["1m"], "warehouse": table_key("candles", "1m")}
 # A step runs once the step before it is done for the venue-day (raw: every instrument of it).
@@ -78,6 +85,26 @@ def _request(context: dg.SensorEvaluationContext, planned: Planned) -> dg.RunReq
     return dg.RunRequest(job_name=STEP_JOBS[planned.step].name, asset_selection=list(planned.assets),
                          tags={STEP_TAG: planned.step, SPAN_TAG: span, RANGE_START_TAG: planned.first_key,
                                RANGE_END_TAG: planned.last_key})
+
+
+def definitions_requests(context: dg.SensorEvaluationContext, storage: Storage, dates: list[dt.date],
+                         now: dt.datetime) -> list[dg.RunRequest]:
+    """The daily job for each day of ``dates`` that is due (`DUE_AFTER`) and has no instrument
+    definitions: its 08:00 run was missed or failed. Not while one is queued or running,
+    nor after `MAX_ATTEMPTS` failures."""
+    catalog, requests = Catalog(storage), []
+    for date in dates:
+        due = dt.datetime.combine(date, dt.time(), dt.timezone.utc) + DUE_AFTER
+        if now < due or catalog.definitions(date) is not None:
+            continue
+        def count(statuses: list[dg.DagsterRunStatus], date=date) -> int:
+            return context.instance.get_runs_count(dg.RunsFilter(
+                job_name=daily_job.name, tags={PARTITION_TAG: date.isoformat()}, statuses=statuses))
+
+        if not count([dg.DagsterRunStatus.QUEUED, *ACTIVE]) and count([dg.DagsterRunStatus.FAILURE]) < MAX_ATTEMPTS:
+            requests.append(dg.RunRequest(job_name=daily_job.name, partition_key=date.isoformat(),
+                                          tags={STEP_TAG: "definitions"}))
+    return requests
 
 
 def pipeline_requests(context: dg.SensorEvaluationContext, storage: Storage, dates: list[dt.date]) -> list[dg.RunRequest]:
@@ -108,14 +135,14 @@ def pipeline_requests(context: dg.SensorEvaluationContext, storage: Storage, dat
     return [r for r in (_request(context, p) for p in planned) if r is not None]
 
 
-@dg.sensor(name="pipeline", jobs=list(STEP_JOBS.values()), minimum_interval_seconds=300,
+@dg.sensor(name="pipeline", jobs=[daily_job, *STEP_JOBS.values()], minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
            description=f"Requests each day's missing and failed steps over the last {LOOKBACK_DAYS} days")
 def pipeline_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
     for line in recover(context.instance, storage.storage):
         context.log.warning(line)
-    today = dt.datetime.now(dt.timezone.utc).date()
-    requests = pipeline_requests(context, storage.storage, [today - dt.timedelta(days=n)
-                                                            for n in range(LOOKBACK_DAYS, 0, -1)])
+    now = dt.datetime.now(dt.timezone.utc)
+    dates = [now.date() - dt.timedelta(days=n) for n in range(LOOKBACK_DAYS, 0, -1)]
+    requests = definitions_requests(context, storage.storage, dates, now) + pipeline_requests(context, storage.storage, dates)
     if not requests:
         return dg.SkipReason(f"nothing missing in the last {LOOKBACK_DAYS} days")
     return requests
