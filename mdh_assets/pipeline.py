@@ -26,10 +26,11 @@ from mdh_assets.resources import build_resources
 from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materialize, pools
 from mdh_lib.catalog import Catalog
 from mdh_lib.config import Settings, bypass_proxy_for_local
-from mdh_lib.definitions import Expected, Filters, expected_partitions
+from mdh_lib.definitions import Expected, Filters, expected_partitions, fallback_exchanges, fallback_line
 from mdh_lib.layout import missing_report_path
 from mdh_lib.retention import Retention
 from mdh_lib.storage import Storage
+from mdh_lib.tardis.client import refuses_without_key
 
 
 def _stderr(line: str) -> None:
@@ -88,6 +89,37 @@ def ensure_instruments(rt: Runtime, dates: list[dt.date], force: bool = False) -
     todo = [d for d in dates if force or not is_materialized(rt.instance, INSTRUMENTS, d.isoformat())
             or not rt.catalog.exists(("instruments",), d)]
     return _daily_runs(rt, INSTRUMENTS, todo)
+
+
+def days_needing_key(settings: Settings, dates: list[dt.date]) -> list[dt.date]:
+    """The days the service will not serve without a key: with no TARDIS_API_KEY, and a
+    service that refuses ``/v1/instruments`` without one (Tardis's free access), every day but
+    the first of a month. Asked (one small request) only when there is such a day and no key."""
+    later = [d for d in dates if d.day != 1]
+    if str(settings.tardis_api_key) or not later or not settings.universe.exchanges:
+        return []
+    return later if refuses_without_key(settings.universe.exchanges[0], endpoint=settings.api_endpoint) else []
+
+
+def spans_text(days: list[dt.date], most: int = 6) -> str:
+    """Days as runs of consecutive days, e.g. ``2024-01-02..2024-01-31, 2024-02-02`` (at most
+    ``most`` runs, then how many days are left)."""
+    spans: list[list[dt.date]] = []
+    for day in sorted(set(days)):
+        if spans and day - spans[-1][1] == dt.timedelta(days=1):
+            spans[-1][1] = day
+        else:
+            spans.append([day, day])
+    text = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in spans[:most])
+    rest = sum((b - a).days + 1 for a, b in spans[most:])
+    return text + (f" and {rest} more days" if rest else "")
+
+
+def metadata_note(rt: Runtime, dates: list[dt.date]) -> str | None:
+    """The one line saying what definitions built from ``/v1/exchanges`` lack, when any of
+    these days' definitions were (None otherwise)."""
+    exchanges = set().union(*(fallback_exchanges(rt.catalog.definitions(d)) for d in dates))
+    return fallback_line(sorted(exchanges)) if exchanges else None
 
 
 def expected_for(rt: Runtime, date: dt.date) -> list[Expected]:

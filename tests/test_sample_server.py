@@ -23,6 +23,7 @@ from tardis_dev import download_datasets, get_exchange_details, get_instrument_i
 from conftest import REPO, lay_out_gz, real_file
 from mdh_lib.sample_server import SampleServer, catalog, synthetic
 from mdh_lib.sample_server.synthetic import day_csv_gz, write_day
+from mdh_lib.tardis.client import refuses_without_key
 
 DAY = "2024-03-01"
 NEXT = "2024-03-02"
@@ -370,6 +371,46 @@ def test_api_key_rules(tmp_path):
         assert get_instrument_info("binance", endpoint=srv.endpoint, api_key=key)
         assert get_exchange_details("binance", endpoint=srv.endpoint)["id"] == "binance"
         assert key not in repr(srv.requests)
+
+
+def test_free_access_mode_acts_as_tardis_without_a_subscription(tmp_path):
+    """`free_access`: no key is Tardis's free access (no instrument metadata, first days of
+    months only); any key counts as paid."""
+    with SampleServer(free_access=True, trades_per_day=500) as srv:
+        fetch(srv, tmp_path / "free", "binance", ["trades"], ["BTCUSDT"])  # 2024-03-01: free
+        with pytest.raises(urllib.error.HTTPError) as err:
+            fetch(srv, tmp_path / "free", "binance", ["trades"], ["BTCUSDT"], NEXT, "2024-03-03")
+        assert err.value.code == 401 and "first day of each month" in err.value.msg
+        with pytest.raises(urllib.error.HTTPError) as err:
+            get_instrument_info("binance", endpoint=srv.endpoint)
+        assert err.value.code == 401
+        assert get_exchange_details("binance", endpoint=srv.endpoint)["availableSymbols"]
+        assert refuses_without_key("binance", endpoint=srv.endpoint)
+        fetch(srv, tmp_path / "paid", "binance", ["trades"], ["BTCUSDT"], NEXT, "2024-03-03", api_key="any-key")
+        assert get_instrument_info("binance", endpoint=srv.endpoint, api_key="any-key")
+        assert "any-key" not in repr(srv.requests)
+
+
+def test_default_mode_serves_metadata_without_a_key(server):
+    assert not refuses_without_key("binance", endpoint=server.endpoint)
+    assert get_instrument_info("binance", filter={"id": "-"}, endpoint=server.endpoint) == []
+
+
+def test_instrument_changes_and_contract_kinds():
+    """Synthetic metadata carries Tardis's ``changes`` and inverse, linear and quanto
+    contracts; a synthetic day is generated on the grid in force that day."""
+    xbt, eth = catalog.instruments("bitmex")
+    assert (xbt["id"], xbt["inverse"], xbt["settlementCurrency"]) == ("XBTUSD", True, "BTC")
+    assert [c["until"] for c in xbt["changes"]] == sorted(c["until"] for c in xbt["changes"])
+    assert (eth["id"], eth["quanto"], eth["inverse"], eth["settlementCurrency"]) == ("ETHUSD", True, False, "BTC")
+    linear = catalog.instrument("binance-futures", "BTCUSDT")
+    assert linear["inverse"] is False and linear["changes"][0]["priceIncrement"] == 0.01
+    for day, tick in ((dt.date(2020, 3, 1), 0.5), (dt.date(2024, 9, 1), 0.1)):
+        trades = frame(day_csv_gz("bitmex", "trades", day, "XBTUSD", 300))
+        assert len(trades) > 50
+        assert ((trades["price"] / tick).round(6) % 1 == 0).all()
+    old = frame(day_csv_gz("bitmex", "trades", dt.date(2020, 3, 1), "XBTUSD", 300))
+    assert (old["amount"] % 1 == 0).all() and (old["amount"] % 100 != 0).any()  # lot 1 before 2021-06-08
 
 
 # --- the blocking runner -----------------------------------------------------------------------------
