@@ -98,11 +98,38 @@ def _fail_lines(outcomes) -> int:
     return len(failed)
 
 
+def _days_needing_key(dates) -> str | None:
+    """Without TARDIS_API_KEY, from a service that refuses instrument metadata without one
+    (Tardis's free access): one line naming the days it will not serve, else None."""
+    from mdh_assets.pipeline import days_needing_key, spans_text
+
+    days = days_needing_key(load_settings(), dates)
+    if not days:
+        return None
+    return (f"no TARDIS_API_KEY is set, and without one Tardis serves only the first day of each month: "
+            f"{len(days)} of these days {'needs' if len(days) == 1 else 'need'} a key ({spans_text(days)})")
+
+
+def _say_metadata_note(rt, dates) -> None:
+    """Once per command: what definitions built from /v1/exchanges lack, when there are any."""
+    from mdh_assets.pipeline import metadata_note
+
+    line = metadata_note(rt, dates)
+    if line:
+        err.print(line, highlight=False, markup=False)
+
+
 def cmd_instruments(args) -> int:
     from mdh_assets.pipeline import ensure_instruments
 
-    rt, dates = _runtime(args), _dates(args)
+    dates = _dates(args)
+    keyless = _days_needing_key(dates)
+    rt = _runtime(args)
     outcomes = ensure_instruments(rt, dates, force=True)
+    _say_metadata_note(rt, dates)
+    if keyless:  # their definitions are built all the same (/v1/exchanges is free)
+        err.print(f"note: {keyless}; their definitions are written, their data cannot be downloaded",
+                  highlight=False, markup=False)
     table = Table(title="Instrument definitions")
     for col in ("date", "instruments", "by type"):
         table.add_column(col)
@@ -145,6 +172,7 @@ def _checked(rt, dates, filters, strict_retention: bool = False):
 
     _retention(rt, dates, filters, strict_retention)
     failures = [o for o in ensure_instruments(rt, dates) if not o.success]
+    _say_metadata_note(rt, dates)
     expected = [e for d in dates for e in expected_for(rt, d)]
     problem = filters.unmatched(rt.settings.universe.exchanges, expected)
     if problem and not failures:
@@ -256,7 +284,13 @@ def _summary(title: str, outcomes, seconds: float) -> None:
 
 
 def cmd_download(args) -> int:
-    rt, dates, filters = _runtime(args), _dates(args), _filters(args)
+    dates, filters = _dates(args), _filters(args)
+    keyless = _days_needing_key(dates)
+    if keyless:  # before anything runs: a download of these days could only fail (exit 1, as a failed run)
+        err.print(f"mdh: error: {keyless}; set TARDIS_API_KEY, or download first days of months only",
+                  highlight=False, markup=False)
+        return 1
+    rt = _runtime(args)
     t0 = time.monotonic()
     outcomes, failures = _download(rt, dates, filters, args.force)
     _summary("Download summary", outcomes, time.monotonic() - t0)
@@ -285,7 +319,7 @@ def cmd_sample_server(args) -> int:
     from mdh_lib.sample_server import serve_forever
 
     serve_forever(host=args.host, port=args.port, data_dir=args.data_dir, trades_per_day=args.trades_per_day,
-                  latency_ms=args.latency_ms)
+                  latency_ms=args.latency_ms, free_access=args.require_key)
     return 0
 
 
@@ -360,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data-dir", default=None, help="serve real files laid out as Tardis serves them")
     sp.add_argument("--trades-per-day", type=int, default=20_000)
     sp.add_argument("--latency-ms", type=int, default=0)
+    sp.add_argument("--require-key", action="store_true",
+                    help="act as Tardis without a subscription: no /v1/instruments and only the first day of "
+                         "each month unless a key is sent (any key counts as paid)")
     sp.set_defaults(func=cmd_sample_server)
 
     for name, func, help_ in (("streaming-ticks", cmd_streaming_ticks, "live ticks to ticks_{venue}_{symbol}"),
