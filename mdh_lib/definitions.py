@@ -67,7 +67,10 @@ def build_definitions(
         recs, source = records.get(venue.exchange), INSTRUMENTS_API
         if recs is None:
             source = EXCHANGES_API
-            recs = [r for r in (symbol_record(venue.exchange, e) for e in ex_details.get("availableSymbols", [])) if r]
+            # the datasets' spelling of a symbol (the files' names) when the two lists differ in case
+            spelled = {d["id"].upper(): d["id"] for d in ex_details.get("datasets", {}).get("symbols", [])}
+            entries = [dict(e, id=spelled.get(e["id"].upper(), e["id"])) for e in ex_details.get("availableSymbols", [])]
+            recs = [r for r in (symbol_record(venue.exchange, e) for e in entries) if r]
         wanted = {s.upper() for s in venue.symbols}
         unknown = wanted - {r["id"].upper() for r in recs}
         if unknown:

@@ -174,7 +174,7 @@ def test_build_definitions_from_exchange_details_when_instruments_are_refused():
     details = {"deribit": {
         "id": "deribit",
         "availableSymbols": [
-            {"id": "BTC-PERPETUAL", "type": "perpetual", "availableSince": "2019-03-30T00:00:00.000Z"},
+            {"id": "btc-perpetual", "type": "perpetual", "availableSince": "2019-03-30T00:00:00.000Z"},
             {"id": "BTC-14FEB25", "type": "future", "availableSince": "2025-01-31T00:00:00.000Z",
              "availableTo": "2025-02-15T00:00:00.000Z"},
             {"id": "BTC-25APR25-200000-P", "type": "option", "availableSince": "2025-01-31T00:00:00.000Z"},
@@ -193,6 +193,7 @@ def test_build_definitions_from_exchange_details_when_instruments_are_refused():
                          "DERIBIT:OPTION:BTC-USD-250425-200000-PUT"}
     assert {r["source"] for r in rows.values()} == {"exchanges_api"}
     assert rows["DERIBIT:PERPETUAL:BTC-USD"]["data_types"] == ["trades", "book_snapshot_5"]
+    assert rows["DERIBIT:PERPETUAL:BTC-USD"]["dataset_symbol"] == "BTC-PERPETUAL"  # the files' spelling
     assert rows["DERIBIT:OPTION:BTC-USD-250425-200000-PUT"]["underlying"] == "DERIBIT:OPTION:BTC"
     assert fallback_exchanges(table) == {"deribit"}
     assert {(e.data_type, e.key) for e in expected_partitions(table)} >= {
