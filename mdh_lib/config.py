@@ -37,6 +37,9 @@ SETTING_NAMES = (
     "MDH_RAW_RETENTION_DAYS",
     "MDH_SLOT_WAIT",
     "MDH_BQ_LOCATION",
+    "MDH_EXECUTOR",
+    "MDH_CELERY_BROKER",
+    "MDH_CELERY_BACKEND",
 )
 DEFAULT_RAW_RETENTION_DAYS = 0  # keep everything (`mdh_lib.retention`)
 # The earliest day Tardis serves: the default first partition day, so any historical day
@@ -106,6 +109,9 @@ class Settings:
     tardis_api_key_secret: str = ""  # TARDIS_API_KEY_SECRET: a Secret Manager version name
     secret_manager_emulator_host: str = ""
     bq_location: str = "US"  # MDH_BQ_LOCATION: where a missing BigQuery dataset is created
+    executor: str = ""  # MDH_EXECUTOR (`mdh_assets.execution`): "" = Dagster's default
+    celery_broker: str = "redis://localhost:6379/0"  # MDH_CELERY_BROKER
+    celery_backend: str = ""  # MDH_CELERY_BACKEND: "" = the broker
     datasets_endpoint: str = DEFAULT_DATASETS_ENDPOINT
     api_endpoint: str = DEFAULT_API_ENDPOINT
     gcp_project_id: str = ""
@@ -187,6 +193,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides) -> Settings:
         tardis_api_key_secret=merged.get("TARDIS_API_KEY_SECRET", ""),
         secret_manager_emulator_host=merged.get("SECRET_MANAGER_EMULATOR_HOST", ""),
         bq_location=merged.get("MDH_BQ_LOCATION", "US"),
+        executor=merged.get("MDH_EXECUTOR", "").strip().lower().replace("-", "_"),
+        celery_broker=merged.get("MDH_CELERY_BROKER", Settings.celery_broker),
+        celery_backend=merged.get("MDH_CELERY_BACKEND", ""),
         datasets_endpoint=merged.get("TARDIS_DATASETS_ENDPOINT", DEFAULT_DATASETS_ENDPOINT).rstrip("/"),
         api_endpoint=merged.get("TARDIS_API_ENDPOINT", DEFAULT_API_ENDPOINT).rstrip("/"),
         gcp_project_id=merged.get("GCP_PROJECT_ID", ""),

@@ -1,0 +1,246 @@
+"""Steps on other machines: the Celery executor (`dagster-celery`, MDH_EXECUTOR=celery).
+
+Real parts only, all on 127.0.0.1 and started here: Debian's ``redis-server`` (the Celery
+broker and result backend), a real PostgreSQL (the Dagster instance, `tests/services.py`),
+two ``dagster-celery worker`` processes with their own names (``w1@host``, ``w2@host``,
+one step at a time each, started with ``deploy/celery-worker.yaml``), the sample server as
+Tardis, and ``gcp-storage-emulator`` as the data root (``gs://``): the steps share nothing
+but the instance, the broker and the bucket, as they would on separate machines.
+
+One venue-day of the whole pipeline after the instrument definitions (raw data, options
+features, candles, book and MFT features, warehouse tables) runs once through
+``dagster asset materialize`` with the Celery executor, and once more with Dagster's
+in-process executor into a local folder and a SQLite instance. The event log shows both
+workers executing steps (dagster-celery's engine event names the worker of each step), and
+every output file and warehouse row of the two runs is equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from services import postgres_server  # noqa: F401 (the module's PostgreSQL fixture)
+
+from mdh_lib.storage import Storage
+from mdh_lib.warehouse import open_warehouse
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DAY, VENUE = "2024-01-02", "binance-futures"
+PIPELINE = "group:raw or group:features or group:candles or group:book or group:warehouse"
+WORKERS = ("w1", "w2")
+UNIVERSE = ('[universe]\nstart_date = "2024-01-01"\n'
+            '[[universe.venues]]\nexchange = "binance-futures"\nsymbols = ["BTCUSDT"]\n')
+
+pytestmark = pytest.mark.timeout(420)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM to the process group this test started (a worker's CLI and its Celery
+    children), SIGKILL if it lingers."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """Debian's redis-server on a free 127.0.0.1 port, no persistence."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is missing (.ci/run installs it)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
+    import redis
+
+    folder = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    with open(folder / "redis.log", "wb") as log:
+        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                 "--dir", str(folder)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop(proc)
+                raise RuntimeError(f"redis-server did not start: {(folder / 'redis.log').read_text()[-1000:]}")
+            time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    client.close()
+    _stop(proc)
+
+
+def _env(tmp_path: Path, server, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MDH_", "DAGSTER_", "TARDIS_", "STORAGE_EMULATOR", "BIGQUERY_EMULATOR"))}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "mdh.toml").write_text(UNIVERSE)
+    env |= {"MDH_CONFIG": str(tmp_path / "mdh.toml"), "TARDIS_DATASETS_ENDPOINT": server.endpoint,
+            "TARDIS_API_ENDPOINT": server.endpoint, "TARDIS_API_KEY": "", "MDH_RAW_RETENTION_DAYS": "0",
+            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1",
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # the worker CLI runs `celery`
+    return env | extra
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path, what: str, timeout: float = 240) -> str:
+    out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode:
+        raise AssertionError(f"{what} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}")
+    return out.stdout + out.stderr
+
+
+def _pipeline(env: dict[str, str], cwd: Path, *extra: str) -> None:
+    """Instrument definitions through `mdh` (in its process), then one Dagster run of the
+    venue-day's pipeline launched with `dagster asset materialize` (the executor that the
+    environment and ``extra`` choose)."""
+    _run([str(BIN / "mdh"), "instruments", "--start-date", DAY, "--end-date", DAY], env, cwd, "mdh instruments")
+    _run([str(BIN / "dagster"), "asset", "materialize", "-m", "mdh_assets.definitions", "--select", PIPELINE,
+          "--partition", f"{DAY}|{VENUE}", *extra], env, cwd, "dagster asset materialize")
+
+
+def _files(storage: Storage) -> dict[str, pa.Table]:
+    """Every Parquet file under the root; manifests without their run ids."""
+    found = {}
+    for rel in storage.list(""):
+        if rel.startswith(".mdh-tmp") or not rel.endswith(".parquet"):
+            continue
+        table = storage.read_parquet(rel)
+        if rel.startswith("_manifests/"):  # the run and the root differ; what they name may not
+            source = table["source"]
+            for prefix in (storage.uri("x")[:-1], storage.path("x")[:-1]):
+                source = pc.replace_substring(source, prefix, "ROOT/")
+            table = table.drop_columns(["run_id"]).set_column(table.schema.get_field_index("source"), "source", source)
+        found[rel] = table
+    return found
+
+
+def _warehouse(url: str) -> dict[str, pa.Table]:
+    with open_warehouse(url) as wh:
+        return {t: wh.query(f"SELECT * FROM {wh.table_ref(t)} ORDER BY ALL").to_arrow() for t in wh.tables()}
+
+
+def _wait_for_workers(broker: str, names: set[str], procs: list[subprocess.Popen], logs: list[Path]) -> None:
+    from celery import Celery
+
+    app = Celery(broker=broker, backend=broker)
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            replies = app.control.ping(timeout=1.0) or []
+            seen = {name for reply in replies for name in reply}
+            if names <= seen:
+                return
+            dead = [p for p in procs if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise AssertionError("Celery workers did not come up: " + " | ".join(
+                    log.read_text()[-1500:] for log in logs))
+    finally:
+        app.close()
+
+
+def test_two_celery_workers_run_the_pipeline_steps_with_single_process_results(
+        tmp_path, monkeypatch, server, redis_url, postgres_server, gcs_emulator):  # noqa: F811 (fixture)
+    host = socket.gethostname()
+    bucket_root = f"gs://mdh-test/celery-{tmp_path.name}"
+    celery_env = _env(tmp_path / "celery", server, **{
+        "DAGSTER_HOME": str(tmp_path / "celery" / "dagster"), "MDH_DAGSTER_POSTGRES_URL": postgres_server.url,
+        "MDH_DATA_ROOT": bucket_root, "STORAGE_EMULATOR_HOST": gcs_emulator, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+        "MDH_WAREHOUSE": f"duckdb:///{tmp_path / 'celery' / 'warehouse.duckdb'}",
+        "MDH_EXECUTOR": "celery", "MDH_CELERY_BROKER": redis_url, "MDH_CELERY_BACKEND": redis_url})
+    local_env = _env(tmp_path / "local", server, **{
+        "DAGSTER_HOME": str(tmp_path / "local" / "dagster"), "MDH_DATA_ROOT": str(tmp_path / "local" / "data"),
+        "MDH_WAREHOUSE": f"duckdb:///{tmp_path / 'local' / 'warehouse.duckdb'}"})
+
+    # The workers open the instance (its dagster.yaml, written by mdh) when they start.
+    from mdh_assets.runs import write_instance_yaml
+    from mdh_lib.config import load_settings
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # write_instance_yaml exports its folder
+    write_instance_yaml(load_settings(env=celery_env))
+    workers, logs = [], []
+    try:
+        for name in WORKERS:
+            logs.append(tmp_path / f"{name}.log")
+            with open(logs[-1], "wb") as log:
+                workers.append(subprocess.Popen(
+                    [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+                     "-y", str(REPO / "deploy" / "celery-worker.yaml"), "-n", name, "--loglevel", "WARNING",
+                     "--", "--concurrency=1", "--without-gossip", "--without-mingle"],
+                    env=celery_env, cwd=tmp_path / "celery", stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True))
+        started = time.monotonic()
+        _run([str(BIN / "mdh"), "instruments", "--start-date", DAY, "--end-date", DAY], celery_env,
+             tmp_path / "celery", "mdh instruments")
+        _wait_for_workers(redis_url, {f"{n}@{host}" for n in WORKERS}, workers, logs)
+        _run([str(BIN / "dagster"), "asset", "materialize", "-m", "mdh_assets.definitions", "--select", PIPELINE,
+              "--partition", f"{DAY}|{VENUE}"], celery_env, tmp_path / "celery", "the Celery run")
+        celery_seconds = time.monotonic() - started
+    finally:
+        for proc in workers:
+            _stop(proc)
+
+    single = time.monotonic()
+    _pipeline(local_env, tmp_path / "local", "--config-json", json.dumps({"execution": {"config": {"in_process": {}}}}))
+    single_seconds = time.monotonic() - single
+
+    # Who ran what: dagster-celery's engine event for each step names the Celery worker.
+    monkeypatch.setenv("MDH_DAGSTER_POSTGRES_URL", postgres_server.url)  # the yaml names the variable
+    instance = dg.DagsterInstance.from_config(str(tmp_path / "celery" / "dagster"))
+    try:
+        runs = [r for r in instance.get_runs() if r.tags.get("dagster/partition") == f"{DAY}|{VENUE}"]
+        assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS, [(r.run_id, r.status) for r in runs]
+        records = instance.all_logs(runs[0].run_id)
+    finally:
+        instance.dispose()
+    worker_of = {}
+    for record in records:
+        event = record.dagster_event
+        if event and event.event_type == dg.DagsterEventType.ENGINE_EVENT and "in celery worker" in record.message:
+            worker_of[event.step_key] = event.engine_event_data.metadata["Celery worker"].value
+    succeeded = {r.dagster_event.step_key for r in records
+                 if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS}
+    print(f"Celery: {celery_seconds:.1f} s with worker start-up; in process: {single_seconds:.1f} s; "
+          f"steps per worker: { {w: sorted(k for k, v in worker_of.items() if v == w) for w in set(worker_of.values())} }")
+    assert len(succeeded) >= 8 and succeeded <= set(worker_of)  # every step ran in a worker
+    assert set(worker_of.values()) == {f"{n}@{host}" for n in WORKERS}  # and both workers ran steps
+
+    celery_files = _files(Storage(bucket_root, emulator_host=gcs_emulator))
+    local_files = _files(Storage(str(tmp_path / "local" / "data")))
+    assert sorted(celery_files) == sorted(local_files)
+    for prefix in ("raw/", "candles/", "book/", "features/mft/", "_manifests/"):
+        assert any(rel.startswith(prefix) for rel in local_files), prefix
+    for rel, table in local_files.items():
+        assert celery_files[rel].equals(table), rel
+    celery_tables = _warehouse(celery_env["MDH_WAREHOUSE"])
+    local_tables = _warehouse(local_env["MDH_WAREHOUSE"])
+    assert sorted(celery_tables) == sorted(local_tables) and "candles_1m" in local_tables
+    for name, table in local_tables.items():
+        assert table.num_rows and celery_tables[name].equals(table), name
