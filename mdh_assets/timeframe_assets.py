@@ -11,7 +11,7 @@ import dagster as dg
 from mdh_assets.io_managers.venue_day import Scope, VenueDayRun, complete_check
 from mdh_assets.partitions import venue_day
 from mdh_lib.instruments import InstrumentKey
-from mdh_lib.processing import MissingInput
+from mdh_lib.catalog import MissingInput
 from mdh_lib.storage import Storage
 
 
@@ -85,10 +85,10 @@ class TimeframeRun(VenueDayRun):
         frames, failures = computed.frames, computed.failures
         for tf, problems in failures.items():
             self.problems[tf] += [f"{date} {key}: {p}" for p in problems]
-        bad = [tf for tf, problems in failures.items() if problems]
-        if bad:
+        problem = computed.problem()
+        if problem:
             for writer in writers.values():
-                writer.failed(key, f"checks failed for {', '.join(bad)} ({failures[bad[0]][0]}); nothing written")
+                writer.failed(key, problem)
             return
         for tf, frame in frames.items():
             writers[tf].write(key, frame)

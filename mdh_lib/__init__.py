@@ -1,6 +1,7 @@
 """mdh_lib: the market data library services import (no Dagster).
 
-Readers (SPEC section 8) load on first use, so tools that only need one module (the CLI,
+Readers (SPEC section 8), the processing API (`mdh_lib.processor`) and the original guide's
+processing names (`mdh_lib.guide`) load on first use, so tools that only need one module (the CLI,
 the sample server) do not pay for the cloud clients.
 """
 
@@ -16,6 +17,12 @@ _EXPORTS = {
     "ReadStats": "mdh_lib.readers",
     "BigQueryClient": "mdh_lib.bigquery_client",
     "open_warehouse": "mdh_lib.warehouse",
+    "Processor": "mdh_lib.processor",
+    "ProcessingError": "mdh_lib.processor",
+    "MissingInput": "mdh_lib.catalog",
+    **{name: "mdh_lib.guide" for name in (
+        "get_config", "HistoricalCandleProcessor", "ProcessingConfig", "AggregatedCandleProcessor",
+        "AggregationConfig", "CandleUploader", "UploadConfig", "OrchestrationConfig")},
 }
 __all__ = sorted(_EXPORTS)
 

@@ -25,24 +25,25 @@ def _utc(value: dt.date) -> dt.datetime:
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
 
 
-class BigQueryClient:
-    """Candles from the warehouse tables ``candles_{timeframe}``.
+def resolve_warehouse(project_id: str | None = None, dataset: str | None = None) -> str:
+    """The warehouse that the seed's BigQuery names mean, first match wins: MDH_WAREHOUSE
+    (environment or mdh.toml) when configured; ``bigquery://{project_id}/{dataset or
+    "market_data"}`` when ``project_id`` is given; the default DuckDB file. So services written
+    against BigQuery run unchanged on the embedded DuckDB file (and in tests)."""
+    configured = load_settings().warehouse
+    if configured != DEFAULT_WAREHOUSE or not project_id:
+        return configured
+    return f"bigquery://{project_id}/{dataset or DEFAULT_DATASET}"
 
-    The warehouse is, first match wins: ``warehouse_url``; MDH_WAREHOUSE (environment or
-    mdh.toml); ``bigquery://{project_id}/{dataset or "market_data"}`` when ``project_id`` is
-    given (the seed's ``BigQueryClient(config.gcp.project_id)``); the default DuckDB file.
+
+class BigQueryClient:
+    """Candles from the warehouse tables ``candles_{timeframe}``: ``warehouse_url`` when given,
+    else the warehouse of `resolve_warehouse` (the seed's ``BigQueryClient(config.gcp.project_id)``).
     """
 
     def __init__(self, project_id: str | None = None, dataset: str | None = None, warehouse_url: str | None = None):
         self.project_id = project_id
-        configured = load_settings().warehouse
-        if warehouse_url:
-            url = warehouse_url
-        elif configured != DEFAULT_WAREHOUSE or not project_id:
-            url = configured
-        else:
-            url = f"bigquery://{project_id}/{dataset or DEFAULT_DATASET}"
-        self.warehouse: Warehouse = open_warehouse(url)
+        self.warehouse: Warehouse = open_warehouse(warehouse_url or resolve_warehouse(project_id, dataset))
 
     def get_candles(self, instrument_id: str, timeframe: str, start_date: dt.datetime,
                     end_date: dt.datetime) -> pd.DataFrame:

@@ -1,8 +1,9 @@
-"""Reading datasets by (dataset, date, key) over a storage root, as polars frames.
+"""Datasets by (dataset, date, key) over a storage root: polars frames in, Parquet files out.
 
-What the Dagster assets use to combine `mdh_lib.layout` paths with `mdh_lib.storage` reads
-(the service readers in `mdh_lib.readers` add read statistics on top); reads prune columns and,
-with ``filters`` on a sorted column, row groups by their statistics.
+What the Dagster assets and `mdh_lib.processor` use to combine `mdh_lib.layout` paths with
+`mdh_lib.storage` (the service readers in `mdh_lib.readers` add read statistics on top);
+reads prune columns and, with ``filters`` on a sorted column, row groups by their
+statistics; `write` and `commit` are the one way a partition file is placed (atomically).
 """
 
 from __future__ import annotations
@@ -15,15 +16,24 @@ import pyarrow as pa
 
 from mdh_lib.instruments import InstrumentKey
 from mdh_lib.layout import dataset_path
-from mdh_lib.storage import Storage
+from mdh_lib.storage import Storage, WriteInfo
 
 Dataset = tuple[str, ...]
+
+
+class MissingInput(LookupError):
+    """An input of a computation is not in the storage root (one line naming it and the
+    command that makes it)."""
 
 
 class Catalog:
     def __init__(self, storage: Storage):
         self.storage = storage
         self._definitions: dict[dt.date, pa.Table] = {}  # read once per day: every instrument asks
+
+    def path(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None = None) -> str:
+        """The partition's file, relative to the root (`mdh_lib.layout.dataset_path`)."""
+        return dataset_path(dataset, date, key)
 
     def exists(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None = None) -> bool:
         return self.storage.exists(dataset_path(dataset, date, key))
@@ -35,6 +45,17 @@ class Catalog:
         if not self.storage.exists(rel):
             return None
         return pl.from_arrow(self.storage.read_parquet(rel, columns=columns, filters=filters))
+
+    def write(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None,
+              frame: pl.DataFrame | pa.Table) -> WriteInfo:
+        """Write one partition's file atomically (sorted-by-timestamp metadata when it has one)."""
+        table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
+        return self.storage.write_parquet(dataset_path(dataset, date, key), table,
+                                          sorting_column="timestamp" if "timestamp" in table.column_names else None)
+
+    def commit(self, local: WriteInfo, dataset: Dataset, date: dt.date, key: InstrumentKey | str) -> WriteInfo:
+        """Place a staged local file (a raw ingest, `mdh_lib.ingest`) as one partition's file."""
+        return self.storage.commit(local, dataset_path(dataset, date, key))
 
     def definitions(self, date: dt.date) -> pa.Table | None:
         """The day's instrument definitions (`mdh_lib.definitions`), or None before they exist;

@@ -19,7 +19,7 @@ import polars as pl
 from mdh_lib.candles import candles
 from mdh_lib.candles.checks import check_candles
 from mdh_lib.candles.day_inputs import Sources, candle_inputs, day_as_of, day_book
-from mdh_lib.catalog import Catalog
+from mdh_lib.catalog import Catalog, MissingInput
 from mdh_lib.definitions import instrument_row, options_underlying
 from mdh_lib.features.book import BookAggregator
 from mdh_lib.features.mft import history_bars, mft_features
@@ -29,10 +29,6 @@ from mdh_lib.instruments import InstrumentKey
 from mdh_lib.timeframes import DAY_US, TIMEFRAMES, grid_failures, width_us
 
 
-class MissingInput(LookupError):
-    """An input of the computation is not in the storage root (one line naming it)."""
-
-
 @dataclass(frozen=True)
 class Computed:
     """Frames per timeframe, the check failures of each, and what to tell about them."""
@@ -40,6 +36,11 @@ class Computed:
     frames: dict[str, pl.DataFrame]
     failures: dict[str, list[str]]
     facts: dict  # numbers and flags about the inputs (rows read, neighbour days, ...)
+
+    def problem(self) -> str | None:
+        """Why nothing of it may be written (a timeframe failed its checks), else None."""
+        bad = [tf for tf, problems in self.failures.items() if problems]
+        return f"checks failed for {', '.join(bad)} ({self.failures[bad[0]][0]}); nothing written" if bad else None
 
 
 def _definition(catalog: Catalog, date: dt.date, key: InstrumentKey, what: str):

@@ -2,28 +2,15 @@
 (examples/*.py) against its data, each in a fresh process; and `import mdh_lib` without
 Dagster."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO  # the demo_folder fixture (one `mdh demo` per session) is in conftest
 
 EXAMPLES = sorted((REPO / "examples").glob("*.py"))
-
-
-@pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MDH_", "TARDIS_", "DAGSTER_", "BIGQUERY_",
-                                                                    "STORAGE_EMULATOR"))}
-    run = subprocess.run([str(Path(sys.executable).with_name("mdh")), "demo"], cwd=folder, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "0 of" in run.stdout and "runs failed" in run.stdout and "Traceback" not in run.stderr
-    return folder, env
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])

@@ -31,7 +31,6 @@ from mdh_assets.partitions import split
 from mdh_lib import manifest
 from mdh_lib.catalog import Catalog
 from mdh_lib.definitions import Expected, Filters, expected_partitions
-from mdh_lib.layout import dataset_path
 from mdh_lib.storage import Storage, WriteInfo
 
 COMPLETE_CHECK = "complete"
@@ -60,9 +59,10 @@ def complete_check(keys) -> list[dg.AssetCheckSpec]:
 class VenueDayWriter:
     """Files and manifest of one asset for one venue-day."""
 
-    def __init__(self, storage: Storage, asset_key: dg.AssetKey, date: dt.date, venue: str, run_id: str):
-        self.storage, self.dataset, self.date, self.venue, self.run_id = storage, tuple(asset_key.path), date, venue, run_id
-        self.previous = manifest.read(storage, self.dataset, date, venue)
+    def __init__(self, catalog: Catalog, asset_key: dg.AssetKey, date: dt.date, venue: str, run_id: str):
+        self.catalog, self.storage = catalog, catalog.storage
+        self.dataset, self.date, self.venue, self.run_id = tuple(asset_key.path), date, venue, run_id
+        self.previous = manifest.read(self.storage, self.dataset, date, venue)
         self.outcomes: dict[str, manifest.Outcome] = {}
         self.head: pl.DataFrame | None = None  # the first rows written, for the preview
         self.schema: pa.Schema | None = None
@@ -82,14 +82,13 @@ class VenueDayWriter:
         """Place a staged local file (raw ingest) as ``key``'s file."""
         schema = pq.read_schema(local.uri)
         head = pl.read_parquet(local.uri, n_rows=PREVIEW_ROWS) if self.head is None and local.rows else None
-        info = self.storage.commit(local, dataset_path(self.dataset, self.date, key))
+        info = self.catalog.commit(local, self.dataset, self.date, key)
         self._ok(key, info, source, schema, lambda: head)
         return info
 
     def write(self, key: str, frame: pl.DataFrame | pa.Table, source: str = "") -> WriteInfo:
         table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
-        info = self.storage.write_parquet(dataset_path(self.dataset, self.date, key), table,
-                                          sorting_column="timestamp" if "timestamp" in table.column_names else None)
+        info = self.catalog.write(self.dataset, self.date, key, table)
         self._ok(key, info, source, table.schema, lambda: pl.from_arrow(table.slice(0, PREVIEW_ROWS)))
         return info
 
@@ -158,7 +157,7 @@ class VenueDayRun(Results):
             yield pk, date, venue, [e for e in expected_partitions(definitions) if e.exchange == venue]
 
     def writer(self, asset_key: dg.AssetKey, date: dt.date, venue: str) -> VenueDayWriter:
-        return VenueDayWriter(self.storage, asset_key, date, venue, self.context.run.run_id)
+        return VenueDayWriter(self.catalog, asset_key, date, venue, self.context.run.run_id)
 
     def close(self, pk: str, writer: VenueDayWriter, **extra) -> None:
         """The partition of one asset is done: its manifest, its metadata."""

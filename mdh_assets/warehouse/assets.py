@@ -12,16 +12,8 @@ from mdh_assets.io_managers.venue_day import Scope, VenueDayRun, complete_check
 from mdh_assets.partitions import venue_day
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.resources.warehouse import WarehouseResource
-from mdh_lib.layout import dataset_path
-from mdh_lib.timeframes import MFT_TIMEFRAMES, TIMEFRAMES
-
-# Warehouse table family -> (source dataset parts without the timeframe, timeframes, the raw
-# data type an instrument needs for the source to exist)
-FAMILIES = {
-    "candles": (("candles",), TIMEFRAMES, "trades"),
-    "book_features": (("book",), TIMEFRAMES, "book_snapshot_5"),
-    "mft_features": (("features", "mft"), MFT_TIMEFRAMES, "trades"),
-}
+from mdh_lib.catalog import MissingInput
+from mdh_lib.warehouse.loads import FAMILIES, load_slice
 
 
 def table_key(family: str, tf: str) -> dg.AssetKey:
@@ -29,12 +21,12 @@ def table_key(family: str, tf: str) -> dg.AssetKey:
 
 
 def build_loader(family: str) -> dg.AssetsDefinition:
-    source, timeframes, needs = FAMILIES[family]
-    keys = {tf: table_key(family, tf) for tf in timeframes}
+    fam = FAMILIES[family]
+    keys = {tf: table_key(family, tf) for tf in fam.timeframes}
 
     @dg.multi_asset(
         name=f"warehouse_{family}",
-        specs=[dg.AssetSpec(key, deps=[dg.AssetKey([*source, tf])], partitions_def=venue_day,
+        specs=[dg.AssetSpec(key, deps=[dg.AssetKey([*fam.source, tf])], partitions_def=venue_day,
                             group_name="warehouse", kinds={"duckdb", "bigquery"}, skippable=True,
                             description=f"Warehouse table {family}_{tf}, partitioned by day on timestamp, "
                                         "clustered by exchange, symbol")
@@ -51,19 +43,15 @@ def build_loader(family: str) -> dg.AssetsDefinition:
         wh = warehouse.open()
         try:
             for pk, date, venue, expected in run.partitions(f"warehouse {family}"):
-                instruments = sorted({e.key for e in expected if e.data_type == needs and config.keep(e)})
+                instruments = sorted({e.key for e in expected if e.data_type == fam.needs and config.keep(e)})
                 for tf, asset_key in chosen.items():
                     writer = run.writer(asset_key, date, venue)
                     for key in instruments:
-                        rel = dataset_path((*source, tf), date, key)
-                        if not storage.storage.exists(rel):
-                            writer.failed(key, f"{rel} is not materialized; run mdh candle-processing"
-                                               f"{' and mdh mft-processing' if family == 'mft_features' else ''} first")
-                            continue
-                        rows = wh.replace_slice(f"{family}_{tf}", storage.storage.read_parquet(rel), date=date,
-                                                instrument_key=key)
-                        writer.loaded(key, rows, storage.storage.uri(rel))
-                    run.close(pk, writer, table=wh.table_ref(f"{family}_{tf}"))
+                        try:
+                            writer.loaded(key, *load_slice(wh, run.catalog, fam, tf, date, key))
+                        except MissingInput as exc:
+                            writer.failed(key, str(exc))
+                    run.close(pk, writer, table=wh.table_ref(fam.table(tf)))
         finally:
             wh.close()
         yield from run.end()
