@@ -354,7 +354,9 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mdh", description="Market data handler: Tardis.dev ticks to Parquet through Dagster.")
+    p = _Parser(prog="mdh", description="Market data handler: Tardis.dev ticks to Parquet through Dagster.",
+                epilog="The original's form works as well: mdh --mode MODE [flags], MODE one of "
+                       f"{', '.join(MODES)}.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def dated(name: str, help_: str):
@@ -431,9 +433,26 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
+MODES = ("instruments", "missing-tick-reports", "download", "candle-processing", "bigquery-upload",
+         "mft-processing", "streaming-ticks", "streaming-candles")
+
+
+def from_mode(argv: list[str]) -> list[str]:
+    """The original's command form, ``--mode MODE`` anywhere among its flags, as the
+    subcommand ``MODE`` with the same flags (one parser, so the same behaviour)."""
+    for i, arg in enumerate(argv):
+        if arg == "--mode" or arg.startswith("--mode="):
+            mode = arg.partition("=")[2] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            if mode not in MODES:
+                raise UsageError(f"--mode {mode!r}: one of {', '.join(MODES)}" if mode else "--mode needs a value")
+            rest = argv[:i] + argv[i + (1 if "=" in arg else 2):]
+            return [mode, *rest]
+    return argv
+
+
 def _main(argv: list[str] | None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(from_mode(list(sys.argv[1:] if argv is None else argv)))
         return args.func(args)
     except UsageError as exc:
         err.print(f"mdh: error: {exc}", highlight=False, markup=False)
