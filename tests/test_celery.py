@@ -244,3 +244,51 @@ def test_two_celery_workers_run_the_pipeline_steps_with_single_process_results(
     assert sorted(celery_tables) == sorted(local_tables) and "candles_1m" in local_tables
     for name, table in local_tables.items():
         assert table.num_rows and celery_tables[name].equals(table), name
+
+
+def test_deploy_files_agree_with_the_code(monkeypatch):
+    """deploy/: the worker config is what the executor uses, the Helm values name only
+    settings mdh reads and the run limits that mdh writes locally, the image installs the
+    packages that pyproject.toml ships."""
+    import tomllib
+
+    import yaml
+    from dagster_celery.cli import get_validated_config
+
+    from mdh_assets.execution import CELERY_SETTINGS
+    from mdh_assets.runs import MAX_CONCURRENT_RUNS
+    from mdh_lib.config import SETTING_NAMES
+
+    deploy = REPO / "deploy"
+    monkeypatch.setenv("MDH_CELERY_BROKER", "redis://broker:6379/0")
+    monkeypatch.setenv("MDH_CELERY_BACKEND", "redis://broker:6379/1")
+    worker = get_validated_config(str(deploy / "celery-worker.yaml"))
+    assert (worker["broker"], worker["backend"]) == ("redis://broker:6379/0", "redis://broker:6379/1")
+    assert worker["config_source"] == CELERY_SETTINGS
+
+    values = yaml.safe_load((deploy / "helm-values.yaml").read_text())
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    (code,) = values["dagster-user-deployments"]["deployments"]
+    assert code["includeConfigInLaunchedRuns"]["enabled"] and {"name": "mdh-secrets"} in code["envSecrets"]
+    assert code["codeServerArgs"] == ["-m", "mdh_assets.definitions"]
+    commented = [line.split("name:")[1].strip() for line in (deploy / "helm-values.yaml").read_text().splitlines()
+                 if line.strip().startswith("# - name:")]
+    known = {*SETTING_NAMES, "MDH_CONFIG"}
+    for name in [e["name"] for e in code["env"]] + commented:
+        assert name in known, name
+    assert values["concurrency"]["runs"]["maxConcurrentRuns"] == MAX_CONCURRENT_RUNS
+    assert values["concurrency"]["pools"] == {"defaultLimit": 1, "granularity": "run"}
+    assert not values["postgresql"].get("postgresqlPassword")  # the password lives in a Kubernetes secret
+
+    docs = list(yaml.safe_load_all((deploy / "celery-workers.k8s.yaml").read_text()))
+    (worker_pod,) = [d for d in docs if d["metadata"]["name"] == "mdh-celery-worker"]
+    (container,) = worker_pod["spec"]["template"]["spec"]["containers"]
+    assert "task_acks_late: true, worker_prefetch_multiplier: 1" in container["args"][0]
+    assert {e["name"] for e in container["env"]} - {"DAGSTER_PG_PASSWORD"} <= known
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    dockerfile = (deploy / "Dockerfile").read_text()
+    for package in packages:
+        assert f"COPY {package.rstrip('*')}/ " in dockerfile, package
+    assert 'pip install ".[dagster]" "dagster-k8s==0.29.*"' in dockerfile
