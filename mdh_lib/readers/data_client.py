@@ -98,10 +98,52 @@ class DataClient:
         """Write ``features`` as Parquet at ``path`` under the root (".parquet" appended when
         missing) and return its URI. Atomic (`Storage.write_parquet`): the file appears only
         complete and a re-upload replaces it. A pandas index other than the default range is
-        kept as a column."""
-        rel = path.strip()
-        if not rel or rel.startswith("/") or "://" in rel or ".." in rel.split("/"):
-            raise ValueError(f"upload path must be relative to the data root, like 'features/x/2024-01-01': {path!r}")
-        rel = rel if rel.endswith(".parquet") else f"{rel}.parquet"
-        table = pa.Table.from_pandas(features) if isinstance(features, pd.DataFrame) else features
-        return self.storage.write_parquet(rel, table).uri
+        kept as a column.
+
+        ``features``: a pandas DataFrame, polars DataFrame or pyarrow Table with at least one
+        column and unique column names (zero rows is fine); ``path``: a str relative to the data
+        root, like ``"features/x/2024-01-01"`` (no leading ``/``, scheme, ``..``, ``.`` or empty
+        segment). Anything else raises before any write: TypeError for a wrong type (None, a
+        LazyFrame, a Series, a non-str path), ValueError for a wrong value."""
+        rel = _upload_path(path)
+        return self.storage.write_parquet(rel, _upload_table(features)).uri
+
+
+_UPLOADABLE = "a pandas DataFrame, a polars DataFrame or a pyarrow Table"
+
+
+def _upload_path(path: object) -> str:
+    """The relative ``.parquet`` path of an upload, or TypeError/ValueError naming ``path``."""
+    example = "like 'features/x/2024-01-01'"
+    if not isinstance(path, str):
+        raise TypeError(f"upload_features: path must be a str relative to the data root, {example}; "
+                        f"got {type(path).__name__} {path!r}")
+    rel = path.strip()
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or "://" in rel or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"upload_features: path must be relative to the data root, {example} (no leading '/', "
+                         f"scheme, '..', '.' or empty segment); got {path!r}")
+    if parts[-1] == ".parquet":
+        raise ValueError(f"upload_features: path needs a file name before '.parquet'; got {path!r}")
+    return rel if rel.endswith(".parquet") else f"{rel}.parquet"
+
+
+def _upload_table(features: object) -> pa.Table | pl.DataFrame:
+    """``features`` as a frame `Storage.write_parquet` takes, or TypeError/ValueError naming it."""
+    if isinstance(features, (pl.LazyFrame, pl.Series, pd.Series)):
+        hint = "; call .collect() first" if isinstance(features, pl.LazyFrame) else "; call .to_frame() first"
+        raise TypeError(f"upload_features: features must be {_UPLOADABLE}, got {type(features).__name__}{hint}")
+    if not isinstance(features, (pd.DataFrame, pl.DataFrame, pa.Table)):
+        raise TypeError(f"upload_features: features must be {_UPLOADABLE}, got {type(features).__name__}")
+    names = features.column_names if isinstance(features, pa.Table) else [str(c) for c in features.columns]
+    if not names:
+        raise ValueError("upload_features: features has no columns; give at least one")
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"upload_features: features has duplicate column names {duplicated}; Parquet needs unique ones")
+    if not isinstance(features, pd.DataFrame):
+        return features
+    try:
+        return pa.Table.from_pandas(features)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise ValueError(f"upload_features: features cannot be written as Parquet: {exc}") from exc
