@@ -22,7 +22,7 @@ import dagster as dg
 
 from mdh_assets.candles.assets import CANDLE_KEYS
 from mdh_assets.features.assets import MFT_KEYS, OPTIONS
-from mdh_assets.partitions import split, venue_day_key
+from mdh_assets.partitions import daily, split, venue_day_key
 from mdh_assets.planner import Planned, raw_runs, step_runs
 from mdh_assets.recovery import ACTIVE, recover
 from mdh_assets.reports.status import status_table, statuses
@@ -89,14 +89,15 @@ def _request(context: dg.SensorEvaluationContext, planned: Planned) -> dg.RunReq
 
 def definitions_requests(context: dg.SensorEvaluationContext, storage: Storage, dates: list[dt.date],
                          now: dt.datetime) -> list[dg.RunRequest]:
-    """The daily job for each day of ``dates`` that is due (`DUE_AFTER`) and has no instrument
-    definitions: its 08:00 run was missed or failed. Not while one is queued or running,
-    nor after `MAX_ATTEMPTS` failures."""
-    catalog, requests = Catalog(storage), []
+    """The daily job for each day of ``dates`` (from the universe's first day) that is due
+    (`DUE_AFTER`) and has no instrument definitions: its 08:00 run was missed or failed. Not
+    while one is queued or running, nor after `MAX_ATTEMPTS` failures."""
+    catalog, requests, first = Catalog(storage), [], daily.start.date()
     for date in dates:
         due = dt.datetime.combine(date, dt.time(), dt.timezone.utc) + DUE_AFTER
-        if now < due or catalog.definitions(date) is not None:
+        if date < first or now < due or catalog.definitions(date) is not None:
             continue
+
         def count(statuses: list[dg.DagsterRunStatus], date=date) -> int:
             return context.instance.get_runs_count(dg.RunsFilter(
                 job_name=daily_job.name, tags={PARTITION_TAG: date.isoformat()}, statuses=statuses))
