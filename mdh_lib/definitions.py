@@ -10,6 +10,7 @@ symbol). The options chain is one grouped file per venue (``OPTIONS``), filtered
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -52,6 +53,25 @@ def fallback_line(exchanges: list[str]) -> str:
     return (f"note: instrument definitions of {', '.join(sorted(exchanges))} built from /v1/exchanges "
             f"(source {EXCHANGES_API}) because Tardis refused /v1/instruments, which needs a paid "
             f"TARDIS_API_KEY: {MISSING_WITHOUT_METADATA}")
+
+
+def universe_metadata(universe: Universe, exchange_details: Callable[[str], dict],
+                      instrument_records: Callable[[str], list[dict]]) -> tuple[dict, dict, list[str]]:
+    """Every configured venue's ``/v1/exchanges`` answer and ``/v1/instruments`` records (None
+    where Tardis refuses them: no paid key), and the venues refused; `build_definitions`
+    then falls back to the exchanges answer for those."""
+    from mdh_lib.tardis.client import TardisError
+
+    details = {ex: exchange_details(ex) for ex in universe.exchanges}
+    records: dict[str, list[dict] | None] = {}
+    for ex in universe.exchanges:
+        try:
+            records[ex] = instrument_records(ex)
+        except TardisError as exc:
+            if not exc.refused:
+                raise
+            records[ex] = None
+    return details, records, sorted(ex for ex, recs in records.items() if recs is None)
 
 
 def build_definitions(

@@ -20,6 +20,7 @@ naming the file and the step that makes it; computed frames that fail their chec
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Callable, Iterable
 
 import polars as pl
@@ -28,7 +29,7 @@ import pyarrow as pa
 from mdh_lib import processing
 from mdh_lib.catalog import Catalog, MissingInput
 from mdh_lib.config import Settings, load_settings
-from mdh_lib.definitions import build_definitions, expected_partitions
+from mdh_lib.definitions import build_definitions, expected_partitions, fallback_line, universe_metadata
 from mdh_lib.instruments import InstrumentKey
 from mdh_lib.storage import Storage, WriteInfo
 from mdh_lib.timeframes import MFT_TIMEFRAMES, TIMEFRAMES
@@ -71,13 +72,16 @@ class Processor:
 
     def instruments(self, date: dt.date) -> pa.Table:
         """Build and write the day's definitions of the configured universe from Tardis metadata
-        (`mdh_lib.definitions`); returns them."""
+        (`mdh_lib.definitions`; from ``/v1/exchanges`` where ``/v1/instruments`` is refused,
+        with a warning saying what that leaves out); returns them."""
         from mdh_lib.tardis import client
 
         universe, api = self.settings.universe, self.settings.api_endpoint
-        details = {ex: client.exchange_details(ex, endpoint=api) for ex in universe.exchanges}
-        records = {ex: client.instrument_records(ex, endpoint=api, api_key=str(self.settings.tardis_api_key))
-                   for ex in universe.exchanges}
+        details, records, fallback = universe_metadata(
+            universe, lambda ex: client.exchange_details(ex, endpoint=api),
+            lambda ex: client.instrument_records(ex, endpoint=api, api_key=str(self.settings.tardis_api_key)))
+        if fallback:
+            warnings.warn(fallback_line(fallback), stacklevel=2)
         table = build_definitions(date, universe, details, records)
         self.catalog.write(("instruments",), date, None, table)
         self.catalog = Catalog(self.storage)  # read the new definitions, not a cached day

@@ -19,7 +19,7 @@ from mdh_assets.partitions import daily
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.resources.tardis import TardisResource
 from mdh_lib.config import load_settings
-from mdh_lib.definitions import MISSING_WITHOUT_METADATA, build_definitions
+from mdh_lib.definitions import MISSING_WITHOUT_METADATA, build_definitions, universe_metadata
 from mdh_lib.instruments import InstrumentError
 from mdh_lib.layout import dataset_path
 from mdh_lib.tardis.client import TardisError
@@ -43,11 +43,9 @@ def instruments(context: dg.AssetExecutionContext, tardis: TardisResource, stora
     span = f"instruments {dates[0]}" + (f"..{dates[-1]}" if len(dates) > 1 else "")
     universe = load_settings().universe
     try:
-        details = {ex: tardis.exchange_details(ex) for ex in universe.exchanges}
-        records = {ex: _records_or_none(tardis, ex) for ex in universe.exchanges}
+        details, records, fallback = universe_metadata(universe, tardis.exchange_details, tardis.instrument_records)
     except TardisError as exc:
         raise dg.Failure(description=f"{span}: {exc}") from None
-    fallback = sorted(ex for ex, recs in records.items() if recs is None)
     if fallback:  # once per run, however many days it covers
         context.log.warning(f"{span}: /v1/instruments refused, definitions of {', '.join(fallback)} built from "
                             f"/v1/exchanges: {MISSING_WITHOUT_METADATA}")
@@ -71,12 +69,3 @@ def instruments(context: dg.AssetExecutionContext, tardis: TardisResource, stora
         })
     yield from results.finish([KEY])
 
-
-def _records_or_none(tardis: TardisResource, exchange: str) -> list[dict] | None:
-    """The exchange's instrument records, or None when Tardis refuses them (no paid key)."""
-    try:
-        return tardis.instrument_records(exchange)
-    except TardisError as exc:
-        if exc.refused:
-            return None
-        raise
