@@ -117,7 +117,8 @@ def test_hand_worked_book():
     assert b0["bid_vwap_5"] == pytest.approx((99 * 5 + 98 + 97 + 96 + 95) / 9, rel=1e-12)
     assert (b0["ofi"], b0["snapshot_count"], b0["staleness_ms"]) == (1, 2, 5_000.0)
     # s2: cumulative depth bid 5, 6, 7, 8, 9 and ask 2, 3, 4, 5, 6; deeper levels 1 vs 1.
-    assert (b0["imbalance_2"], b0["imbalance_3"], b0["imbalance_4"]) == pytest.approx((3 / 9, 3 / 11, 3 / 13), rel=1e-12)
+    assert (b0["imbalance_2"], b0["imbalance_3"], b0["imbalance_4"]) == pytest.approx((3 / 9, 3 / 11, 3 / 13),
+                                                                                      rel=1e-12)
     assert [b0[f"level_imbalance_{i}"] for i in range(1, 5)] == [0, 0, 0, 0]
     # From s0 (mid 100, the state at the day's start) to s2 (99.5); s1 (100) is the first in the bucket.
     assert b0["mid_log_return"] == pytest.approx(math.log(0.995), rel=1e-12)

@@ -193,67 +193,72 @@ def _features(frame: pl.LazyFrame, width: int) -> pl.LazyFrame:
     """Derived features of each row's chosen snapshot and the bucket's combined partials, in
     `FEATURE_COLUMNS` order. Built in stages that name their intermediate columns, so each
     expression stays small (polars plans a deep expression tree slowly)."""
-    col = {c: pl.col(c).alias(n) for c, n in LEVEL_NAMES.items()}
-    side = {"ask": "ask", "bid": "bid"}
+    sides, depths = ("ask", "bid"), range(1, BOOK_LEVELS + 1)
     mid, spread = pl.col("mid"), pl.col("spread")
 
-    def lv(s: str, field: str, i: int) -> pl.Expr:
-        return pl.col(f"{side[s]}_{field}_{i}")
+    def lv(s: str, field: str, i: int) -> pl.Expr:  # level column, e.g. ask_price_0
+        return pl.col(f"{s}_{field}_{i}")
+
+    def cum_name(s: str, k: int) -> str:  # cumulative depth of the best k levels
+        return f"{s}_depth_5" if k == BOOK_LEVELS else f"{s}_cum_depth_{k}"
 
     def cum(s: str, k: int) -> pl.Expr:
-        return pl.col(f"{s}_depth_5" if k == BOOK_LEVELS else f"{s}_cum_depth_{k}")
+        return pl.col(cum_name(s, k))
 
     def dist(s: str, i: int) -> pl.Expr:
         return pl.col(f"{s}_dist_bps_{i}")
 
-    def stat_mean(x: str) -> pl.Expr:
+    def dev(s: str, i: int) -> pl.Expr:  # the level's distance minus the side's mean distance
+        return pl.col(f"_{s}_dd{i}")
+
+    def imbalance(bid: pl.Expr, ask: pl.Expr) -> pl.Expr:
+        return _div(bid - ask, bid + ask)
+
+    def mean(x: str) -> pl.Expr:
         return _div(pl.col(f"{x}_s"), pl.col(f"{x}_n"))
 
-    def stat_std(x: str) -> pl.Expr:
+    def std(x: str) -> pl.Expr:  # population
         return _div(pl.col(f"{x}_m2"), pl.col(f"{x}_n")).sqrt()
 
     a0, b0, qa0, qb0 = lv("ask", "price", 0), lv("bid", "price", 0), lv("ask", "amount", 0), lv("bid", "amount", 0)
     return (
-        frame.with_columns(to_datetime("bucket", "timestamp"), *col.values())
+        frame.with_columns(to_datetime("bucket", "timestamp"), *(pl.col(c).alias(n) for c, n in LEVEL_NAMES.items()))
         .with_columns(
             mid=(a0 + b0) / 2,
             spread=a0 - b0,
             microprice=_div(a0 * qb0 + b0 * qa0, qb0 + qa0),
             staleness_ms=(pl.col("bucket") + width - pl.col("ts")) / 1_000,
-            **{(f"{s}_depth_5" if k == BOOK_LEVELS else f"{s}_cum_depth_{k}"):
-               _total(lv(s, "amount", i) for i in range(k)) for s in side for k in range(1, BOOK_LEVELS + 1)},
-            **{f"{s}_vwap_5": _total(lv(s, "price", i) * lv(s, "amount", i) for i in LEVELS) for s in side},
+            **{cum_name(s, k): _total(lv(s, "amount", i) for i in range(k)) for s in sides for k in depths},
+            **{f"_{s}_pq": _total(lv(s, "price", i) * lv(s, "amount", i) for i in LEVELS) for s in sides},
         )
         .with_columns(
             spread_bps=_div(spread * 1e4, mid),
             microprice_dev_bps=_div((pl.col("microprice") - mid) * 1e4, mid),
-            **{f"imbalance_{k}": _div(cum("bid", k) - cum("ask", k), cum("bid", k) + cum("ask", k))
-               for k in range(1, BOOK_LEVELS + 1)},
-            **{f"level_imbalance_{i}": _div(lv("bid", "amount", i) - lv("ask", "amount", i),
-                                            lv("bid", "amount", i) + lv("ask", "amount", i)) for i in range(1, BOOK_LEVELS)},
+            **{f"imbalance_{k}": imbalance(cum("bid", k), cum("ask", k)) for k in depths},
+            **{f"level_imbalance_{i}": imbalance(lv("bid", "amount", i), lv("ask", "amount", i))
+               for i in range(1, BOOK_LEVELS)},
             **{f"ask_dist_bps_{i}": _div((lv("ask", "price", i) - mid) * 1e4, mid) for i in LEVELS},
             **{f"bid_dist_bps_{i}": _div((mid - lv("bid", "price", i)) * 1e4, mid) for i in LEVELS},
-            **{f"{s}_vwap_5": _div(pl.col(f"{s}_vwap_5"), cum(s, BOOK_LEVELS)) for s in side},  # sum(p q) / sum(q)
+            **{f"{s}_vwap_5": _div(pl.col(f"_{s}_pq"), cum(s, BOOK_LEVELS)) for s in sides},
         )
         .with_columns(
-            **{f"_{s}_dm": _total(dist(s, i) for i in LEVELS) / BOOK_LEVELS for s in side},
-            **{f"_{s}_qm": _total(cum(s, k) for k in range(1, BOOK_LEVELS + 1)) / BOOK_LEVELS for s in side},
+            **{f"_{s}_dm": _total(dist(s, i) for i in LEVELS) / BOOK_LEVELS for s in sides},
+            **{f"_{s}_qm": _total(cum(s, k) for k in depths) / BOOK_LEVELS for s in sides},
             **{f"{s}_wdist_bps": _div(_total(lv(s, "amount", i) * dist(s, i) for i in LEVELS), cum(s, BOOK_LEVELS))
-               for s in side},
-            weighted_mid_5=_div(pl.col("ask_vwap_5") * pl.col("bid_depth_5") + pl.col("bid_vwap_5") * pl.col("ask_depth_5"),
-                                pl.col("bid_depth_5") + pl.col("ask_depth_5")),
+               for s in sides},
+            weighted_mid_5=_div(
+                pl.col("ask_vwap_5") * pl.col("bid_depth_5") + pl.col("bid_vwap_5") * pl.col("ask_depth_5"),
+                pl.col("bid_depth_5") + pl.col("ask_depth_5")),
         )
+        .with_columns(**{f"_{s}_dd{i}": dist(s, i) - pl.col(f"_{s}_dm") for s in sides for i in LEVELS})
         .with_columns(
-            **{f"_{s}_dd{i}": dist(s, i) - pl.col(f"_{s}_dm") for s in side for i in LEVELS},
-        )
-        .with_columns(
-            **{f"{s}_slope": _div(_total(pl.col(f"_{s}_dd{i}") * (cum(s, i + 1) - pl.col(f"_{s}_qm")) for i in LEVELS),
-                                  _total(pl.col(f"_{s}_dd{i}") ** 2 for i in LEVELS)) for s in side},
+            **{f"{s}_slope": _div(_total(dev(s, i) * (cum(s, i + 1) - pl.col(f"_{s}_qm")) for i in LEVELS),
+                                  _total(dev(s, i) ** 2 for i in LEVELS)) for s in sides},
             mid_realized_vol_bps=pl.col("rv").sqrt() * 1e4,
             mid_log_return=_log_ratio(mid, pl.col("start_mid")),
             mid_log_return_in_bucket=pl.when(pl.col("snapshot_count") > 0).then(_log_ratio(mid, pl.col("mid_first"))),
-            **{f"{x}_mean": stat_mean(x) for x in _STATS},
-            **{f"{x}_std": stat_std(x) for x in _STATS},
+            **{f"{x}_mean": mean(x) for x in _STATS},
+            **{f"{x}_std": std(x) for x in _STATS},
         )
         .select(FEATURE_COLUMNS)
     )
@@ -365,7 +370,8 @@ class BookAggregator:
         else:
             b = day["b"].to_numpy()
             flows = _sums_frame(_reduce(b // width * width, {c: day[c].to_numpy() for c in _SUMS}))
-        start_mid = parts.select(pl.col("b").alias("start_b"), start_mid=((pl.col("asks[0].price") + pl.col("bids[0].price")) / 2).fill_nan(None))
+        mid = (pl.col("asks[0].price") + pl.col("bids[0].price")) / 2
+        start_mid = parts.select(pl.col("b").alias("start_b"), start_mid=mid.fill_nan(None))
         return (
             grid(self._date, tf)
             .lazy()
