@@ -140,7 +140,8 @@ def _upload_table(features: object) -> pa.Table | pl.DataFrame:
         raise ValueError("upload_features: features has no columns; give at least one")
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise ValueError(f"upload_features: features has duplicate column names {duplicated}; Parquet needs unique ones")
+        raise ValueError(f"upload_features: features has duplicate column names {duplicated}; "
+                         "Parquet needs unique ones")
     if not isinstance(features, pd.DataFrame):
         return features
     try:
