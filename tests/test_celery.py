@@ -244,12 +244,12 @@ def test_two_celery_workers_run_the_pipeline_steps_with_single_process_results(
     print(f"Celery: {celery_seconds:.1f} s with worker start-up; in process: {reference['seconds']:.1f} s "
           "(side by side on the same cores); "
           f"steps per worker: { {w: sorted(k for k, v in worker_of.items() if v == w) for w in set(worker_of.values())} }")
-    assert len(succeeded) >= 8 and succeeded <= set(worker_of)  # every step ran in a worker
-    assert set(worker_of.values()) == {f"{n}@{host}" for n in WORKERS}  # and both workers ran steps
+    assert len(succeeded) >= 8 and succeeded <= set(worker_of), (succeeded, worker_of)  # every step in a worker
+    assert set(worker_of.values()) == {f"{n}@{host}" for n in WORKERS}, worker_of  # and both workers ran steps
 
     celery_files = _files(Storage(bucket_root, emulator_host=gcs_emulator))
     local_files = _files(Storage(str(tmp_path / "local" / "data")))
-    assert sorted(celery_files) == sorted(local_files)
+    assert sorted(celery_files) == sorted(local_files), set(celery_files) ^ set(local_files)
     for prefix in ("raw/", "candles/", "book/", "features/mft/", "_manifests/"):
         assert any(rel.startswith(prefix) for rel in local_files), prefix
     for rel, table in local_files.items():

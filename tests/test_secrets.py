@@ -26,7 +26,7 @@ from mdh_lib.secrets import SecretError, access_secret, clear_cache, version_nam
 
 KEY = "td-key-7f3a9c0e51b24d68"
 SECRET = "projects/mdh-test/secrets/tardis-api-key"
-DAY = ["--start-date", "2024-01-02", "--end-date", "2024-01-02"]  # not a first of the month: needs the key
+DAY = ["--start-date", "2024-01-02", "--end-date", "2024-01-02", "--venues", "binance"]  # not a first of the month: needs the key
 
 
 class SecretManagerStandIn:
@@ -94,19 +94,13 @@ def standin(monkeypatch):
 
 
 @pytest.fixture()
-def keyed_env(tmp_path, monkeypatch, standin):
-    """A user whose Tardis (the sample server) wants ``KEY`` and whose key lives only in
-    Secret Manager."""
+def keyed_env(mdh_env, monkeypatch, standin):
+    """A user (the shared test universe of conftest's ``mdh_env``: one process imports the
+    partitions once) whose Tardis, a sample server of its own, wants ``KEY``, and whose key
+    lives only in Secret Manager."""
     with SampleServer(api_key=KEY, trades_per_day=1_000) as srv:
-        for k, v in {"MDH_DATA_ROOT": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "dagster"),
-                     "MDH_WAREHOUSE": f"duckdb:///{tmp_path / 'wh.duckdb'}",
-                     "TARDIS_DATASETS_ENDPOINT": srv.endpoint, "TARDIS_API_ENDPOINT": srv.endpoint,
-                     "TARDIS_API_KEY": "", "MDH_CONFIG": str(tmp_path / "mdh.toml")}.items():
-            monkeypatch.setenv(k, v)
-        (tmp_path / "mdh.toml").write_text(
-            '[universe]\nstart_date = "2024-01-01"\n'
-            '[[universe.venues]]\nexchange = "binance"\nsymbols = ["BTCUSDT"]\n')
-        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("TARDIS_DATASETS_ENDPOINT", srv.endpoint)
+        monkeypatch.setenv("TARDIS_API_ENDPOINT", srv.endpoint)
         yield srv
 
 
