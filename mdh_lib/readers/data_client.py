@@ -3,7 +3,8 @@
 Root rule: ``DataClient("gs://bucket/prefix")`` or ``DataClient("/local/folder")``; the seed's
 ``DataClient(bucket_name, config)`` (a bare name, no ``/``, together with a config object)
 means ``gs://bucket_name``, with the GCP project taken from ``config.gcp.project_id`` when
-present; ``DataClient()`` uses ``MDH_DATA_ROOT`` (or ``GCS_BUCKET``, or mdh.toml, default
+present; ``DataClient(config.gcp.bucket, config)`` with `mdh_lib.guide.get_config` opens the configured
+root itself (a local folder, or gs:// with its prefix); ``DataClient()`` uses ``MDH_DATA_ROOT`` (or ``GCS_BUCKET``, or mdh.toml, default
 ``./.mdh/data``) as `mdh_lib.config.load_settings` resolves it. gs:// honours
 ``STORAGE_EMULATOR_HOST`` (see `mdh_lib.storage`).
 """
@@ -38,6 +39,9 @@ def resolve_root(root: str | os.PathLike | None, config: object | None = None) -
     root = os.fspath(root)
     if not root:
         raise ValueError("an empty storage root: give a folder, gs://bucket/prefix or a bucket name with a config")
+    gcp = getattr(config, "gcp", None)
+    if getattr(config, "data_root", None) and root == getattr(gcp, "bucket", None):
+        return config.data_root  # get_config()'s bucket: the configured root, prefix included
     return f"gs://{root}" if config is not None and "/" not in root else root
 
 
