@@ -132,11 +132,17 @@ def test_rows_outside_the_slice_raise_and_change_nothing(wh, bad):
     assert wh.tables() == ["candles_1m"]
 
 
-def test_other_columns_than_the_table_raise(wh):
+def test_rows_lacking_a_column_raise_and_new_columns_are_added(wh):
+    """A load may add columns (a newer version's features: older rows read null) but never
+    drop one."""
     wh.replace_slice("candles_1m", candles(n=5), date=DAY, instrument_key=BTC)
-    with pytest.raises(ValueError, match="missing \\['vwap'\\]"):
+    with pytest.raises(ValueError, match="lack \\['vwap'\\]"):
         wh.replace_slice("candles_1m", candles(n=5).drop("vwap"), date=DAY, instrument_key=BTC)
     assert rows(wh, "candles_1m").height == 5
+    newer = candles(n=5).with_columns(instrument_key=pl.lit(ETH), spread_std=pl.lit(0.5))
+    wh.replace_slice("candles_1m", newer, date=DAY, instrument_key=ETH)
+    assert rows(wh, "candles_1m", BTC)["spread_std"].to_list() == [None] * 5
+    assert rows(wh, "candles_1m", ETH)["spread_std"].to_list() == [0.5] * 5
 
 
 def test_nulls_int64_large_strings_and_aware_timestamps_round_trip(wh):

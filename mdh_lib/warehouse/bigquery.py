@@ -47,7 +47,7 @@ from google.cloud import bigquery
 
 from mdh_lib.config import load_settings
 from mdh_lib.warehouse.base import Warehouse
-from mdh_lib.warehouse.frames import check_columns, table_name
+from mdh_lib.warehouse.frames import added_columns, table_name
 
 STAGING_PREFIX = "_mdh_staging_"
 STREAM_CHUNK = 500  # rows per insertAll request (BigQuery's recommended maximum)
@@ -127,7 +127,8 @@ class BigQueryWarehouse(Warehouse):
             return self.client.create_dataset(dataset, exists_ok=True)
 
     def _ensure_table(self, table: str, frame: pa.Table) -> bigquery.Table:
-        """The existing table (columns checked against ``frame``) or a new one made for it."""
+        """The existing table (with the columns ``frame`` adds, `added_columns`) or a new one
+        made for it."""
         self._ready_dataset  # noqa: B018 (created once per warehouse object)
         try:
             existing = self.client.get_table(self._id(table))
@@ -138,7 +139,12 @@ class BigQueryWarehouse(Warehouse):
             if set(CLUSTERING) <= set(frame.column_names):
                 new.clustering_fields = CLUSTERING
             return self.client.create_table(new, exists_ok=True)
-        check_columns(table, [f.name for f in existing.schema], frame)
+        added = added_columns(table, [f.name for f in existing.schema], frame)
+        if added:  # DDL (not a schema patch): BigQuery and its emulator both apply it
+            types = {f.name: f.field_type for f in bq_schema(frame.schema)}
+            self._run(f"ALTER TABLE {self.table_ref(table)} "
+                      + ", ".join(f"ADD COLUMN `{c}` {types[c]}" for c in added))
+            existing = self.client.get_table(self._id(table))
         return existing
 
     def _load_job(self, frame: pa.Table, destination: bigquery.TableReference, disposition: str) -> None:

@@ -29,7 +29,7 @@ from google.api_core.retry import Retry
 
 from mdh_lib.crashpoints import crashpoint
 from mdh_lib.warehouse.base import Warehouse
-from mdh_lib.warehouse.frames import check_columns, table_name
+from mdh_lib.warehouse.frames import added_columns, table_name
 
 _open = Retry(predicate=lambda e: isinstance(e, duckdb.IOException) and "lock" in str(e),
               initial=0.1, maximum=1.0, timeout=10.0)(duckdb.connect)
@@ -58,7 +58,11 @@ class DuckDBWarehouse(Warehouse):
             con.register("incoming", frame)
             con.begin()
             con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS FROM incoming LIMIT 0')
-            check_columns(table, self._columns(con, table), frame)
+            added = added_columns(table, self._columns(con, table), frame)
+            if added:
+                types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE incoming)").fetchall())
+                for col in added:
+                    con.execute(f'ALTER TABLE "{table}" ADD COLUMN "{col}" {types[col]}')
             if delete:
                 con.execute(f'DELETE FROM "{table}" WHERE timestamp >= $1 AND timestamp < $2 AND instrument_key = $3',
                             list(delete))

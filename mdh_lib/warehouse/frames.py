@@ -72,8 +72,11 @@ def check_slice(frame: pa.Table, date: dt.date, instrument_key: str) -> None:
                          f"e.g. timestamp={first['timestamp']} instrument_key={first['instrument_key']}")
 
 
-def check_columns(table: str, existing: list[str], frame: pa.Table) -> None:
-    """Raise ValueError unless ``frame`` has exactly the columns of the existing ``table``."""
-    missing, extra = set(existing) - set(frame.column_names), set(frame.column_names) - set(existing)
-    if missing or extra:
-        raise ValueError(f"columns do not match table {table}: missing {sorted(missing)}, unknown {sorted(extra)}")
+def added_columns(table: str, existing: list[str], frame: pa.Table) -> list[str]:
+    """The columns ``frame`` adds to the existing ``table`` (a newer version's features: the
+    backend adds them, nullable, so older rows read null). ValueError when ``frame`` lacks a
+    column of the table: dropping columns is not something a load may do."""
+    missing = set(existing) - set(frame.column_names)
+    if missing:
+        raise ValueError(f"columns do not match table {table}: the rows lack {sorted(missing)}")
+    return [c for c in frame.column_names if c not in set(existing)]
