@@ -9,10 +9,16 @@ The same work twice in one fresh process (a fresh Dagster instance and data root
   download, parse, check and Parquet write of every raw file, then candles and book features
   for every timeframe.
 
-Overhead per partition = (Dagster wall time - library wall time) / (day, instrument)
-partitions; per asset partition, the same over every materialized asset partition (each
-(day, instrument) has 2-4 raw files and 14 candle and book timeframes). The sample server serves small synthetic days (``MDH_BENCH_BACKFILL_TRADES``
-trades per day, default 2,000) so that the figure is about orchestration, not maths.
+Overhead = Dagster wall time - library wall time, per (day, venue) partition (what a
+Dagster partition is: 30 days x 2 venues) and per instrument file written (each (day,
+instrument) has 2-4 raw files and 14 candle and book timeframes), with the instance's
+events counted to tell what one costs. The sample server serves small synthetic days
+(``MDH_BENCH_BACKFILL_TRADES`` trades per day, default 2,000) so that the figure is about
+orchestration, not maths.
+
+Twice, side by side: on the embedded SQLite instance and on PostgreSQL
+(``MDH_DAGSTER_POSTGRES_URL``, a real server started for the bench by `tests.services`
+with its durable defaults: fsync on).
 """
 
 from __future__ import annotations
@@ -94,15 +100,20 @@ def child() -> None:
         partitions = _library_backfill(settings, dates, os.environ["MDH_BENCH_BASELINE_ROOT"])
         library_s = time.perf_counter() - t0
     instance = Runtime(settings).instance
-    asset_partitions = sum(len(instance.get_materialized_partitions(key)) for key in instance.get_asset_keys()
-                           if key.path[0] in ("raw", "candles", "book"))
-    print(json.dumps({"days": days, "partitions": partitions, "asset_partitions": asset_partitions,
-                      "runs": instance.get_runs_count(), "dagster_s": dagster_s, "library_s": library_s,
-                      "overhead_per_partition_s": (dagster_s - library_s) / partitions,
-                      "overhead_per_asset_partition_s": (dagster_s - library_s) / asset_partitions}))
+    runs = instance.get_runs()
+    events = sum(len(instance.all_logs(run.run_id)) for run in runs)
+    venue_days = len(dates) * len(settings.universe.venues)
+    files = sum(1 for family in ("raw", "candles", "book") for _ in Path(settings.data_root, family).rglob("*.parquet"))
+    overhead = dagster_s - library_s
+    print(json.dumps({"instance": type(instance.run_storage).__name__.removesuffix("RunStorage").lower(),
+                      "days": days, "partitions": partitions, "venue_days": venue_days, "files": files,
+                      "runs": len(runs), "events": events, "dagster_s": dagster_s, "library_s": library_s,
+                      "overhead_per_partition_s": overhead / partitions,
+                      "overhead_per_venue_day_s": overhead / venue_days,
+                      "overhead_per_file_s": overhead / files, "overhead_per_event_s": overhead / events}))
 
 
-def bench_backfill(days: int = 30) -> dict:
+def _one(days: int, postgres_url: str | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="mdh-bench-backfill-") as tmp:
         config = Path(tmp) / "mdh.toml"
         config.write_text(UNIVERSE)
@@ -111,11 +122,35 @@ def bench_backfill(days: int = 30) -> dict:
                "MDH_BENCH_BASELINE_ROOT": f"{tmp}/baseline", "MDH_BENCH_BACKFILL_DAYS": str(days),
                "MDH_RAW_RETENTION_DAYS": "0",  # historical days
                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        env.pop("MDH_DAGSTER_POSTGRES_URL", None)
+        if postgres_url:
+            env["MDH_DAGSTER_POSTGRES_URL"] = postgres_url
         run = subprocess.run([sys.executable, "-m", "benchmarks.backfill"], env=env, capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent.parent)
         if run.returncode:
             raise RuntimeError(f"backfill bench failed: {run.stderr.strip()[-2000:]}")
         return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+# PostgreSQL as configured by default (every commit flushed to disk before it returns), and
+# with asynchronous commits for mdh's sessions (``synchronous_commit=off``, set in the URL:
+# a server crash may lose the last fraction of a second of events, never corrupts them).
+ASYNC_COMMIT = "?options=-csynchronous_commit%3Doff"
+
+
+def bench_backfill(days: int = 30) -> dict:
+    """SQLite's figures at the top level (as before), PostgreSQL's under ``postgres`` and
+    ``postgres_async_commit``."""
+    from tests.services import postgres
+
+    result = _one(days, None)
+    with postgres(fast=False) as server:
+        result["postgres"] = _one(days, server.url)
+        server.psql("DROP DATABASE IF EXISTS mdh_async", database="postgres")
+        server.psql("CREATE DATABASE mdh_async", database="postgres")
+        url = server.url.rsplit("/", 1)[0] + "/mdh_async" + ASYNC_COMMIT
+        result["postgres_async_commit"] = _one(days, url)
+    return result
 
 
 if __name__ == "__main__":
