@@ -10,6 +10,7 @@ import datetime as dt
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import dagster as dg
 import pyarrow as pa
@@ -23,7 +24,7 @@ from mdh_assets.recovery import PoolGate, abandon, in_worker, recover
 from mdh_assets.reports.assets import REPORT
 from mdh_assets.reports.status import REPORTED, status_table, statuses
 from mdh_assets.resources import build_resources
-from mdh_assets.runs import RunOutcome, instance_for, is_materialized, materialize, pools
+from mdh_assets.runs import RunOutcome, asset_job, instance_for, is_materialized, materialize, pools
 from mdh_lib.catalog import Catalog
 from mdh_lib.config import Settings, bypass_proxy_for_local
 from mdh_lib.definitions import Expected, Filters, expected_partitions, fallback_exchanges, fallback_line
@@ -62,6 +63,11 @@ class Runtime:
         self.recovered = recover(self.instance, self.storage)
         self.gate = PoolGate(self.instance, self.settings.dagster_home, self.settings.slot_wait, self.say)
 
+    @cached_property
+    def job(self) -> dg.JobDefinition:
+        """Every asset with this runtime's resources: the definitions built once per process."""
+        return asset_job(ASSETS, self.resources)
+
     def run(self, selection: list[dg.AssetKey], partition: str, last: str | None = None,
             scope: dict | None = None) -> RunOutcome:
         """One run of ``selection`` for ``partition`` (or the range ``partition``..``last``),
@@ -73,7 +79,7 @@ class Runtime:
         with self.gate.hold(pools(ASSETS, selection)):
             return in_worker(lambda: materialize(ASSETS, selection, partition, instance=self.instance,
                                                  resources=self.resources, last_key=last, command=self.command,
-                                                 scope=scope), stopped)
+                                                 scope=scope, job=self.job), stopped)
 
     def run_planned(self, planned: Planned) -> RunOutcome:
         return self.run(list(planned.assets), planned.first_key, planned.last_key, planned.scope)

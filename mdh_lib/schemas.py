@@ -7,10 +7,13 @@ since the epoch, UTC; prices and amounts float64; an empty CSV cell is null).
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
-import pandera.polars as pdp
 import polars as pl
 import pyarrow as pa
+
+if TYPE_CHECKING:  # pandera (and the pandas it imports) loads when a check is built
+    import pandera.polars as pdp
 
 _HEAD = [("exchange", pa.large_string()), ("symbol", pa.large_string()), ("timestamp", pa.int64()), ("local_timestamp", pa.int64())]
 _TRADE = _HEAD + [("id", pa.large_string()), ("side", pa.large_string()), ("price", pa.float64()), ("amount", pa.float64())]
@@ -52,6 +55,8 @@ def header(data_type: str) -> list[str]:
 
 
 def _col(dtype, nullable: bool = False, **checks) -> pdp.Column:
+    import pandera.polars as pdp
+
     built = [getattr(pdp.Check, name)(*(v if isinstance(v, tuple) else (v,))) for name, v in checks.items()]
     return pdp.Column(dtype, checks=built, nullable=nullable)
 
@@ -95,6 +100,8 @@ def _book_sorted(data) -> pl.LazyFrame:
 def raw_schema(data_type: str, date: dt.date | None = None) -> pdp.DataFrameSchema:
     """The Pandera check of one raw file; with ``date``, every local_timestamp (Tardis splits
     files by it) must fall inside that UTC day."""
+    import pandera.polars as pdp
+
     checks = []
     if data_type == "book_snapshot_5":
         checks.append(pdp.Check(_book_sorted, name="book_levels_sorted", error="asks ascending, bids descending"))

@@ -7,9 +7,8 @@ the Dagster layer can record them as asset-check results and refuse to write bad
 from __future__ import annotations
 
 import datetime as dt
+from functools import cache
 
-import pandera.errors
-import pandera.polars as pdp
 import polars as pl
 
 from mdh_lib.candles.build import CANDLE_COLUMNS
@@ -28,7 +27,9 @@ def _dtype(col: str):
     return pl.Int64 if col in _INT else pl.Utf8 if col in _STR else pl.Float64
 
 
-def _frame_check(name: str, expr: pl.Expr, error: str) -> pdp.Check:
+def _frame_check(name: str, expr: pl.Expr, error: str):
+    import pandera.polars as pdp
+
     return pdp.Check(lambda data: data.lazyframe.select(expr.fill_null(True).alias(name)), name=name, error=error)
 
 
@@ -36,33 +37,39 @@ def _tol(col: str) -> pl.Expr:
     return pl.col(col).abs() * EPS
 
 
-CHECKS = [
-    _frame_check("ohlc_within_range",
-                 (pl.col("low") <= pl.min_horizontal("open", "close"))
-                 & (pl.max_horizontal("open", "close") <= pl.col("high")),
-                 "low <= open, close <= high"),
-    _frame_check("vwap_within_range",
-                 (pl.col("vwap") >= pl.col("low") - _tol("low")) & (pl.col("vwap") <= pl.col("high") + _tol("high")),
-                 "vwap within [low, high]"),
-    _frame_check("taker_volume_within_volume",
-                 pl.col("buy_volume_sum") + pl.col("sell_volume_sum") <= pl.col("volume") * (1 + EPS) + EPS,
-                 "buy + sell volume <= volume"),
-    _frame_check("empty_bucket_rule",
-                 (pl.col("trade_count") > 0) | (pl.col("open").is_null() & (pl.col("volume") == 0)),
-                 "an empty bucket has volume 0 and null prices"),
-]
+@cache
+def schema():
+    """The Pandera schema of a candle frame (built, and pandera imported, on first use)."""
+    import pandera.polars as pdp
 
-SCHEMA = pdp.DataFrameSchema(
-    {c: pdp.Column(_dtype(c), nullable=c not in ("timestamp", "volume", "trade_count", *_STR)) for c in CANDLE_COLUMNS},
-    checks=CHECKS, strict=True, ordered=True, name="candles",
-)
+    checks = [
+        _frame_check("ohlc_within_range",
+                     (pl.col("low") <= pl.min_horizontal("open", "close"))
+                     & (pl.max_horizontal("open", "close") <= pl.col("high")),
+                     "low <= open, close <= high"),
+        _frame_check("vwap_within_range",
+                     (pl.col("vwap") >= pl.col("low") - _tol("low")) & (pl.col("vwap") <= pl.col("high") + _tol("high")),
+                     "vwap within [low, high]"),
+        _frame_check("taker_volume_within_volume",
+                     pl.col("buy_volume_sum") + pl.col("sell_volume_sum") <= pl.col("volume") * (1 + EPS) + EPS,
+                     "buy + sell volume <= volume"),
+        _frame_check("empty_bucket_rule",
+                     (pl.col("trade_count") > 0) | (pl.col("open").is_null() & (pl.col("volume") == 0)),
+                     "an empty bucket has volume 0 and null prices"),
+    ]
+    return pdp.DataFrameSchema(
+        {c: pdp.Column(_dtype(c), nullable=c not in ("timestamp", "volume", "trade_count", *_STR)) for c in CANDLE_COLUMNS},
+        checks=checks, strict=True, ordered=True, name="candles",
+    )
 
 
 def check_candles(frame: pl.DataFrame, date: dt.date, timeframe: str) -> list[str]:
     """Failures of the candle checks (empty when the frame is good)."""
+    import pandera.errors
+
     failures = grid_failures(frame, date, timeframe)
     try:
-        SCHEMA.validate(frame, lazy=True)
+        schema().validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as exc:
         for errors in exc.message.values():
             for group in errors.values():

@@ -16,7 +16,6 @@ import os
 import zlib
 
 import numpy as np
-import pandera.errors
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -93,6 +92,8 @@ def _kind(exc: Exception) -> str:
 
 
 def _checked(table: pa.Table | pl.DataFrame, check, name: str):
+    import pandera.errors
+
     try:
         check.validate(table if isinstance(table, pl.DataFrame) else pl.from_arrow(table), lazy=True)
     except pandera.errors.SchemaErrors as exc:
@@ -129,17 +130,23 @@ def _gzip_intact(path: str) -> bool:
         return False
 
 
-def _whole(path: str, data_type: str, date: dt.date | None, name: str) -> pl.DataFrame:
-    """The checked file in one multi-threaded read (polars checks the gzip checksum),
-    sorted by timestamp (stable)."""
+def _read(path: str, data_type: str, name: str) -> pl.DataFrame:
+    """The file in one multi-threaded read, in file order: polars decompresses (verifying the
+    gzip checksum and length) and parses on every core, the fastest reader here (~3x a
+    ``zlib`` decompression alone)."""
     schema = RAW_SCHEMAS[data_type]
     try:
-        frame = pl.read_csv(path, schema=pl.from_arrow(schema.empty_table()).schema, null_values=[""])
+        return pl.read_csv(path, schema=pl.from_arrow(schema.empty_table()).schema, null_values=[""])
     except pl.exceptions.ComputeError as exc:
         kind = "bad value" if _gzip_intact(path) else "corrupt or truncated"
         raise RawFileError(f"{name}: {kind}: {_arrow_message(exc)}") from None
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise RawFileError(f"{name}: corrupt or truncated: {_arrow_message(exc)}") from None
+
+
+def _whole(path: str, data_type: str, date: dt.date | None, name: str) -> pl.DataFrame:
+    """The checked file, sorted by timestamp (stable)."""
+    frame = _read(path, data_type, name)
     _checked(frame, raw_schema(data_type, date), name)
     return frame.sort("timestamp", maintain_order=True)
 
@@ -185,6 +192,21 @@ def parse_raw(path: str, data_type: str, date: dt.date | None = None, name: str 
     if not _opened(path, data_type, name):
         return pl.from_arrow(RAW_SCHEMAS[data_type].empty_table())
     return _whole(path, data_type, date, name)
+
+
+def read_unchecked(path: str, data_type: str, name: str | None = None) -> pl.DataFrame:
+    """The file as read, in file order, before any check (`check_raw`): the header is
+    checked, and a bad gzip or value raises `RawFileError`; a day without data is empty."""
+    name = name or os.path.basename(path)
+    if not _opened(path, data_type, name):
+        return pl.from_arrow(RAW_SCHEMAS[data_type].empty_table())
+    return _read(path, data_type, name)
+
+
+def check_raw(frame: pl.DataFrame, data_type: str, date: dt.date | None = None, name: str = "") -> None:
+    """The Pandera check of `parse_raw` on a frame of `read_unchecked`; raises `RawFileError`."""
+    if frame.height:
+        _checked(frame, raw_schema(data_type, date), name)
 
 
 def iter_raw_batches(path: str, data_type: str, date: dt.date | None = None, name: str | None = None,
