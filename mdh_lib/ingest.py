@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import polars as pl
 import pyarrow.compute as pc
@@ -25,7 +27,10 @@ from mdh_lib.processes import scratch_dir
 from mdh_lib.schemas import RAW_SCHEMAS
 from mdh_lib.storage import WriteInfo, write_local_batches, write_local_frame
 from mdh_lib.tardis.client import DayFile, Download, TardisError, download_days
-from mdh_lib.tardis.parse import OutOfOrder, RawFileError, iter_raw_batches, parse_raw
+from mdh_lib.tardis.parse import OutOfOrder, RawFileError, check_raw, iter_raw_batches, read_unchecked
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,18 +54,42 @@ def stage_raw_file(path: str, data_type: str, date: dt.date, name: str, out: str
                    keep_prefix: str | None = None) -> WriteInfo:
     """Parse, check and sort one downloaded file into ``out``; ``keep_prefix`` keeps only
     rows whose symbol starts with it (one underlying of a grouped options chain)."""
+    return stage_raw_day(path, data_type, date, name, out, keep_prefix)[0]
+
+
+def stage_raw_day(path: str, data_type: str, date: dt.date, name: str, out: str,
+                  keep_prefix: str | None = None, then: Callable[[pl.DataFrame], T] | None = None,
+                  ) -> tuple[WriteInfo, T | None]:
+    """`stage_raw_file`, and ``then(day)`` of the sorted day (what the file holds) taken from
+    memory, not read back from ``out``: the Pandera check and the Parquet write run on a
+    second thread while the day is sorted and ``then`` computes (polars and NumPy release the
+    GIL, so both cores work). A file that fails its check raises `RawFileError` (even when
+    ``then`` failed first); ``out`` may then hold a partial file, which the caller discards
+    with its folder, as after any failure. A day streamed from disk (larger than
+    `WHOLE_FILE_BYTES`) is read back from ``out`` for ``then``."""
     if os.path.getsize(path) > WHOLE_FILE_BYTES:
         batches = iter_raw_batches(path, data_type, date, name)
         if keep_prefix:
             batches = (t.filter(pc.starts_with(t["symbol"], keep_prefix)) for t in batches)
         try:
-            return write_local_batches(out, RAW_SCHEMAS[data_type], batches, sorting_column="timestamp")
+            info = write_local_batches(out, RAW_SCHEMAS[data_type], batches, sorting_column="timestamp")
+            return info, (then(pl.read_parquet(out)) if then else None)
         except OutOfOrder:  # rows later than the reorder window: sort the day in memory instead
             pass
-    frame = parse_raw(path, data_type, date, name)
-    if keep_prefix:
-        frame = frame.filter(pl.col("symbol").str.starts_with(keep_prefix))
-    return write_local_frame(out, frame, sorting_column="timestamp")
+    frame = read_unchecked(path, data_type, name)
+    with ThreadPoolExecutor(1, thread_name_prefix="mdh-stage") as worker:
+        checked = worker.submit(check_raw, frame, data_type, date, name)
+        if keep_prefix:
+            frame = frame.filter(pl.col("symbol").str.starts_with(keep_prefix))
+        frame = frame.sort("timestamp", maintain_order=True)
+        written = worker.submit(write_local_frame, out, frame, sorting_column="timestamp")
+        try:
+            result = then(frame) if then else None
+        except Exception:
+            checked.result()  # a bad file is reported as one
+            raise
+        checked.result()
+        return written.result(), result
 
 
 @dataclass(frozen=True)

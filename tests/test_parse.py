@@ -97,3 +97,36 @@ def test_streamed_large_day_equals_whole_read(trades_gz, tmp_path, monkeypatch):
     fallback = ingest.stage_raw_file(str(late), "trades", dt.date(2024, 1, 1), "late", str(tmp_path / "f.parquet"))
     stored = pl.read_parquet(tmp_path / "f.parquet")
     assert fallback.rows == 20_001 and stored["timestamp"].is_sorted() and stored["id"][1] == "late"
+
+
+@pytest.mark.parametrize("offset", [-8, -5, -4, -1])  # CRC-32 (first and last byte), length (first and last byte)
+def test_gzip_checksum_and_length_are_verified(trades_gz, offset):
+    """The whole-day reader (polars, every core) checks the gzip trailer: a flipped bit of
+    the CRC-32 or of the length is a corrupt file, not a day."""
+    data = bytearray(trades_gz.read_bytes())
+    data[offset] ^= 0x01
+    trades_gz.write_bytes(bytes(data))
+    with pytest.raises(RawFileError, match="corrupt or truncated.*checksum"):
+        read_raw_csv(str(trades_gz), "trades")
+
+
+def test_stage_raw_day_hands_over_the_stored_day(trades_gz, tmp_path):
+    """`stage_raw_day` gives ``then`` the day as stored (sorted, checked) from memory; a file
+    that fails its check raises RawFileError even when ``then`` fails first."""
+    import polars as pl
+
+    from mdh_lib.ingest import stage_raw_day
+
+    info, got = stage_raw_day(str(trades_gz), "trades", dt.date(2020, 2, 22), "t", str(tmp_path / "d.parquet"),
+                              then=lambda day: day)
+    assert info.rows == got.height == 9_999 and got.equals(pl.read_parquet(tmp_path / "d.parquet"))
+
+    bad = tmp_path / "bad.csv.gz"
+    bad.write_bytes(gzip.compress(
+        b"exchange,symbol,timestamp,local_timestamp,id,side,price,amount\nbinance,BTCUSDT,1,2,7,up,5,1\n"))
+
+    def fails(day):
+        raise ZeroDivisionError
+
+    with pytest.raises(RawFileError, match="side"):
+        stage_raw_day(str(bad), "trades", None, "bad", str(tmp_path / "b.parquet"), then=fails)

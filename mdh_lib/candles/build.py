@@ -29,6 +29,9 @@ def day_rows(current: pl.DataFrame, next_day: pl.DataFrame | None, date: dt.date
     """The rows stamped in ``date`` from the previous day's file, its own and the next day's
     (late arrivals), in timestamp order, ties in that file order."""
     start = day_start_us(date)
+    if previous_day is None and next_day is None and (
+            current.is_empty() or (current["timestamp"].min() >= start and current["timestamp"].max() < start + DAY_US)):
+        return current  # every row is the day's: no copy
     in_day = pl.col("timestamp").is_between(start, start + DAY_US, closed="left")
     parts = [f.filter(in_day) for f in (previous_day, current, next_day) if f is not None]
     return pl.concat(parts).sort("timestamp", maintain_order=True) if len(parts) > 1 else parts[0]

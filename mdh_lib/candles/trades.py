@@ -78,33 +78,46 @@ def _frame(bucket: np.ndarray, agg: dict[str, np.ndarray], medians: pl.DataFrame
     return frame.join(medians, on="bucket", how="left").select(["bucket", *BAR_COLUMNS])
 
 
+def _base(price: np.ndarray, amount: np.ndarray, delay: np.ndarray, side: pl.Series,
+          starts: np.ndarray) -> dict[str, np.ndarray]:
+    """The 15-second partials straight from the trades: what `_reduce` of per-trade parts
+    gives, each per-trade array made just before its reduction and dropped after it (the
+    day's trades are held once, not once per column)."""
+    n = len(price)
+    ends = np.append(starts[1:], n) - 1
+    return {
+        "open": price[starts], "close": price[ends],
+        "high": np.maximum.reduceat(price, starts), "low": np.minimum.reduceat(price, starts),
+        "delay_min": np.minimum.reduceat(delay, starts), "delay_max": np.maximum.reduceat(delay, starts),
+        "count": np.diff(np.append(starts, n)),
+        "volume": np.add.reduceat(amount, starts), "notional": np.add.reduceat(price * amount, starts),
+        "buy": np.add.reduceat(np.where((side == "buy").to_numpy(), amount, 0.0), starts),
+        "sell": np.add.reduceat(np.where((side == "sell").to_numpy(), amount, 0.0), starts),
+        "delay_sum": np.add.reduceat(delay, starts),
+    }
+
+
 def trade_bars(trades: pl.DataFrame, timeframes: Iterable[str] = TIMEFRAMES) -> dict[str, pl.DataFrame]:
     """Bars of ``trades`` (sorted by timestamp; TRADE_COLUMNS) per timeframe, column
     ``bucket`` (int64 us start), for the buckets that have trades."""
     timeframes = list(timeframes)
-    ts = trades["timestamp"].to_numpy()
-    if len(ts) > 1 and (np.diff(ts) < 0).any():
+    if not trades["timestamp"].is_sorted():
         trades = trades.sort("timestamp", maintain_order=True)
-        ts = trades["timestamp"].to_numpy()
-    price, amount = trades["price"].to_numpy(), trades["amount"].to_numpy()
+    if not trades.height:
+        empty = pl.DataFrame(schema={"bucket": pl.Int64, "delay_median": pl.Float64})
+        parts = ("open", "close", "high", "low", "count", "volume", "notional", "delay_sum", "delay_min",
+                 "delay_max", "buy", "sell")
+        return {tf: _frame(np.array([], np.int64), {k: np.array([]) for k in parts}, empty) for tf in timeframes}
+    ts = trades["timestamp"].to_numpy()
     delay = (trades["local_timestamp"].to_numpy() - ts) / 1_000.0
-    side = trades["side"]
-    trade = {
-        "open": price, "close": price, "high": price, "low": price, "count": np.ones(len(ts), np.int64),
-        "volume": amount, "notional": price * amount, "delay_sum": delay, "delay_min": delay, "delay_max": delay,
-        "buy": np.where((side == "buy").to_numpy(), amount, 0.0),
-        "sell": np.where((side == "sell").to_numpy(), amount, 0.0),
-    }
     base_width = width_us(BASE)
     base_bucket = ts // base_width * base_width
-    if not len(ts):
-        empty = pl.DataFrame(schema={"bucket": pl.Int64, "delay_median": pl.Float64})
-        return {tf: _frame(np.array([], np.int64), {k: np.array([]) for k in trade}, empty) for tf in timeframes}
     starts = _runs(base_bucket)
-    base = _reduce(trade, starts)
+    base = _base(trades["price"].to_numpy(), trades["amount"].to_numpy(), delay, trades["side"], starts)
     base_start = base_bucket[starts]
+    del base_bucket
+    with_delay = pl.DataFrame({"timestamp": trades["timestamp"], "delay": delay})
     out = {}
-    with_delay = pl.DataFrame({"timestamp": ts, "delay": delay})
     for tf in timeframes:
         width = width_us(tf)
         bucket = base_start // width * width
