@@ -199,7 +199,11 @@ def test_daemon_fills_a_missed_day_and_recovers_a_killed_run(postgres_server, tm
                     have = instance.get_materialized_partitions(key)
                     if any(f"{d}|{VENUE}" not in have for d in days):
                         return False
-                return all(d.isoformat() in instance.get_materialized_partitions(dg.AssetKey("instruments")) for d in days)
+                if not all(d.isoformat() in instance.get_materialized_partitions(dg.AssetKey("instruments")) for d in days):
+                    return False
+                return not instance.get_runs_count(dg.RunsFilter(statuses=[  # and every run has ended
+                    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED]))
 
             _wait("the days to be complete", complete, deadline, procs, poll=2.0)
             filled_after = time.monotonic() - started
@@ -227,8 +231,12 @@ def test_daemon_fills_a_missed_day_and_recovers_a_killed_run(postgres_server, tm
                 try:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
+                    pass
+                try:  # and what is left of its group: code servers waiting on a run, the runs
                     os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=10)
                 logs[name].close()
 
         # nothing lost, nothing twice: every row the server has, in the files and the warehouse
