@@ -61,12 +61,12 @@ def stage_raw_day(path: str, data_type: str, date: dt.date, name: str, out: str,
                   keep_prefix: str | None = None, then: Callable[[pl.DataFrame], T] | None = None,
                   ) -> tuple[WriteInfo, T | None]:
     """`stage_raw_file`, and ``then(day)`` of the sorted day (what the file holds) taken from
-    memory, not read back from ``out``: the Pandera check and the Parquet write run on a
-    second thread while the day is sorted and ``then`` computes (polars and NumPy release the
-    GIL, so both cores work). A file that fails its check raises `RawFileError` (even when
-    ``then`` failed first); ``out`` may then hold a partial file, which the caller discards
-    with its folder, as after any failure. A day streamed from disk (larger than
-    `WHOLE_FILE_BYTES`) is read back from ``out`` for ``then``."""
+    memory, not read back from ``out``: once the day is sorted, the Parquet write runs on a
+    second thread while ``then`` computes and the Pandera check runs on this one (polars and
+    NumPy release the GIL, so both cores work). A file that fails its check raises
+    `RawFileError` (even when ``then`` failed first); ``out`` may then hold a partial file,
+    which the caller discards with its folder, as after any failure. A day streamed from disk
+    (larger than `WHOLE_FILE_BYTES`) is read back from ``out`` for ``then``."""
     if os.path.getsize(path) > WHOLE_FILE_BYTES:
         batches = iter_raw_batches(path, data_type, date, name)
         if keep_prefix:
@@ -77,19 +77,44 @@ def stage_raw_day(path: str, data_type: str, date: dt.date, name: str, out: str,
         except OutOfOrder:  # rows later than the reorder window: sort the day in memory instead
             pass
     frame = read_unchecked(path, data_type, name)
+    if keep_prefix:  # the check covers the whole file, then one underlying's rows are kept
+        check_raw(frame, data_type, date, name)
+        frame = frame.filter(pl.col("symbol").str.starts_with(keep_prefix))
+    columns = frame.get_columns()
+    del frame
+    frame = _sorted(columns)
     with ThreadPoolExecutor(1, thread_name_prefix="mdh-stage") as worker:
-        checked = worker.submit(check_raw, frame, data_type, date, name)
-        if keep_prefix:
-            frame = frame.filter(pl.col("symbol").str.starts_with(keep_prefix))
-        frame = frame.sort("timestamp", maintain_order=True)
         written = worker.submit(write_local_frame, out, frame, sorting_column="timestamp")
         try:
             result = then(frame) if then else None
-        except Exception:
-            checked.result()  # a bad file is reported as one
-            raise
-        checked.result()
+        finally:
+            if not keep_prefix:
+                check_raw(frame, data_type, date, name)  # raises RawFileError, even after a failure of then
         return written.result(), result
+
+
+def _sorted(columns: list[pl.Series]) -> pl.DataFrame:
+    """The day's columns (the only reference to them, emptied here) as a frame sorted by
+    timestamp (stable, ties in file order), a group of columns at a time: numbers, then
+    strings, each group gathered on every core, then its unsorted originals dropped; a column
+    holding one value throughout (the exchange and symbol of a single instrument's file) stays
+    as it is. So the day is held about once, not twice."""
+    names = [c.name for c in columns]
+    stamps = columns[names.index("timestamp")]
+    if stamps.is_sorted():
+        return pl.DataFrame(columns)
+    order = pl.DataFrame([stamps]).select(pl.arg_sort_by("timestamp", maintain_order=True)).to_series()
+    del stamps
+    moving = [i for i, c in enumerate(columns)
+              if c.dtype.is_numeric() or c.null_count() or c[0] != c[-1] or not (c == c[0]).all()]
+    for group in ([i for i in moving if columns[i].dtype.is_numeric()],
+                  [i for i in moving if not columns[i].dtype.is_numeric()]):
+        if group:
+            gathered = pl.DataFrame([columns[i] for i in group]).select(pl.all().gather(order))
+            for i, column in zip(group, gathered.get_columns()):
+                columns[i] = column
+            del gathered
+    return pl.DataFrame(columns)
 
 
 @dataclass(frozen=True)
