@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/mdh demo
 
+# Two workers, each taking whole test files (module fixtures such as the demo run once);
+# the 25 slowest tests are listed at the end.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 bench: setup
 	$(BIN)/python -m benchmarks.run

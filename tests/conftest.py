@@ -107,19 +107,3 @@ def wh_url(tmp_path, monkeypatch) -> str:
     return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
 
 
-
-@pytest.fixture(scope="session")
-def demo_folder(tmp_path_factory):
-    """A new user's folder after `mdh demo` (run once per session, in a fresh process with no
-    MDH_/TARDIS_/DAGSTER_ settings of the developer): (folder, environment)."""
-    import subprocess
-    import sys
-
-    folder = tmp_path_factory.mktemp("demo")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MDH_", "TARDIS_", "DAGSTER_", "BIGQUERY_",
-                                                                    "STORAGE_EMULATOR"))}
-    run = subprocess.run([str(Path(sys.executable).with_name("mdh")), "demo"], cwd=folder, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "0 of" in run.stdout and "runs failed" in run.stdout and "Traceback" not in run.stderr
-    return folder, env

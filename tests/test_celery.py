@@ -199,7 +199,11 @@ def test_two_celery_workers_run_the_pipeline_steps_with_single_process_results(
     from mdh_lib.config import load_settings
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # write_instance_yaml exports its folder
+    # the yaml follows this process's MDH_DAGSTER_POSTGRES_URL: without it the workers would
+    # start on a SQLite instance (and race each other creating it)
+    monkeypatch.setenv("MDH_DAGSTER_POSTGRES_URL", celery_env["MDH_DAGSTER_POSTGRES_URL"])
     write_instance_yaml(load_settings(env=celery_env))
+    assert "postgres" in (tmp_path / "celery" / "dagster" / "dagster.yaml").read_text()
     workers, logs = [], []
     try:
         for name in WORKERS:

@@ -1,6 +1,9 @@
-"""The original's users move over unchanged: every command line of its usage guide
-(``../shared/seed/``) runs with only the program name replaced by ``mdh``, and every Python
-block runs against demo data with only its import lines mapped to ``mdh_lib``.
+"""The original's users move over unchanged: a new user's `mdh demo` in an empty folder; the
+original guide's examples (``examples/*.py``) against its data, each in a fresh process;
+every command line of its usage guide (``../shared/seed/``) with only the program name
+replaced by ``mdh``; and every Python block against the demo data with only its import lines
+mapped to ``mdh_lib``. One `mdh demo` serves the file (it runs as one unit under
+pytest-xdist's ``--dist loadfile``).
 
 What the guide leaves to its reader is given to each block in `IMPLICIT`, named and
 explained there (``datetime`` and ``pd`` it never imports, the ``data_client`` and readers
@@ -39,6 +42,9 @@ import polars as pl
 import pytest
 
 from conftest import REPO
+
+# the demo (1-2 minutes) is set up by the first test that needs it
+pytestmark = pytest.mark.timeout(900)
 
 GUIDE_DIR = REPO.parent / "shared" / "seed"
 PROGRAM = ["python", "-m", "market_data_tick_handler.main."]
@@ -150,6 +156,40 @@ def test_guide_streaming_command_lines(tmp_path, argv):
     table = f"ticks_binance_{symbol.lower()}" if "streaming-ticks" in argv else "candles_live_15s"
     with open_warehouse(wh) as w:
         assert w.query(f"SELECT count(*) AS n FROM {w.table_ref(table)}")["n"][0] > 0
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory):
+    """A new user's folder after `mdh demo`, run in a fresh process with no MDH_/TARDIS_/
+    DAGSTER_ settings of the developer: (folder, environment)."""
+    folder = tmp_path_factory.mktemp("demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MDH_", "TARDIS_", "DAGSTER_", "BIGQUERY_",
+                                                                    "STORAGE_EMULATOR"))}
+    run = subprocess.run([str(Path(sys.executable).with_name("mdh")), "demo"], cwd=folder, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "0 of" in run.stdout and "runs failed" in run.stdout and "Traceback" not in run.stderr
+    return folder, env
+
+
+EXAMPLES = sorted((REPO / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs_on_demo_data(demo_folder, script):
+    folder, env = demo_folder
+    run = subprocess.run([sys.executable, str(script)], cwd=folder, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert run.stdout.strip()
+
+
+def test_import_mdh_lib_does_not_import_dagster():
+    code = ("import sys, mdh_lib; from mdh_lib import DataClient, CandleDataReader, TickDataReader, "
+            "HFTFeaturesReader, MFTFeaturesReader, BigQueryClient, Processor, HistoricalCandleProcessor, "
+            "CandleUploader, get_config; assert 'dagster' not in sys.modules, 'dagster'")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
 
 
 # -- the Python blocks -------------------------------------------------------------------------
