@@ -77,6 +77,15 @@ def test_sensor_requests_each_step_once_its_inputs_exist(mdh_env):
     assert sorted(k.to_user_string() for k in deribit.asset_selection) == [
         f"raw/{t}" for t in ("book_snapshot_5", "derivative_ticker", "liquidations", "options_chain", "trades")]
     assert deribit.tags["dagster/asset_partition_range_start"] == f"{y}|deribit"
+    # a run of the step not started yet: its venue-days are never requested again meanwhile
+    from mdh_assets.pipeline import Runtime
+    from mdh_lib.config import load_settings
+
+    instance = Runtime(load_settings()).instance
+    queued = instance.create_run_for_job(defs.resolve_job_def("raw"), status=dg.DagsterRunStatus.NOT_STARTED,
+                                         tags=deribit.tags)
+    assert _by_job(_requests(mdh_env)) == {"raw": {f"binance:{y}..{y}", f"binance-futures:{y}..{y}"}}
+    instance.report_run_canceled(queued)
 
     assert main(["download", *DAY]) == 0
     jobs = _by_job(_requests(mdh_env))

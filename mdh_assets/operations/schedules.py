@@ -74,6 +74,20 @@ DONE = {"options": OPTIONS, "candles": CANDLE_KEYS["1m"], "mft": MFT_KEYS["1m"],
 AFTER = {"options": None, "candles": None, "mft": "candles", "warehouse": "candles"}
 
 
+def busy_venue_days(instance: dg.DagsterInstance) -> set[tuple[str, str, dt.date]]:
+    """(step, venue, day) of every queued or running step run, from the runs' tags (one runs
+    query, whatever the number of instruments): the sensor never requests them again, even
+    where the assets' partition status does not show the queued run yet."""
+    busy = set()
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED, *ACTIVE])):
+        step, span = record.dagster_run.tags.get(STEP_TAG), record.dagster_run.tags.get(SPAN_TAG)
+        if step and span and ":" in span and ".." in span:
+            venue, days = span.split(":", 1)
+            first, last = (dt.date.fromisoformat(d) for d in days.split(".."))
+            busy |= {(step, venue, first + dt.timedelta(days=i)) for i in range((last - first).days + 1)}
+    return busy
+
+
 def _request(context: dg.SensorEvaluationContext, planned: Planned) -> dg.RunRequest | None:
     """A run for ``planned`` unless the same step over the same venue-days failed
     `MAX_ATTEMPTS` times (then a person looks: the report lists it as failed)."""
@@ -133,6 +147,9 @@ def pipeline_requests(context: dg.SensorEvaluationContext, storage: Storage, dat
                 done[before][date, venue] == "materialized"
             return have and done[step][date, venue] in ("missing", "failed")
         planned += step_runs(step, expected, TIMEFRAMES, {}, wanted=ready)
+    busy = busy_venue_days(context.instance)
+    planned = [p for p in planned if not any((p.step, p.venue, p.first + dt.timedelta(days=i)) in busy
+                                             for i in range(p.days))]
     return [r for r in (_request(context, p) for p in planned) if r is not None]
 
 
