@@ -18,10 +18,10 @@ from mdh_assets.metadata import file_metadata, preview
 from mdh_assets.partitions import daily
 from mdh_assets.resources.storage import StorageResource
 from mdh_assets.resources.tardis import TardisResource
+from mdh_lib.catalog import Catalog
 from mdh_lib.config import load_settings
 from mdh_lib.definitions import MISSING_WITHOUT_METADATA, build_definitions, universe_metadata
 from mdh_lib.instruments import InstrumentError
-from mdh_lib.layout import dataset_path
 from mdh_lib.tardis.client import TardisError
 
 
@@ -56,7 +56,7 @@ def instruments(context: dg.AssetExecutionContext, tardis: TardisResource, stora
         except InstrumentError as exc:
             results.failed(f"instruments {date}: {exc} (check the universe in mdh.toml)")
             continue
-        info = storage.storage.write_parquet(dataset_path(KEY.path, date), table)
+        info = Catalog(storage.storage).write(tuple(KEY.path), date, None, table)
         by_type = Counter(table["instrument_type"].to_pylist())
         results.materialized(KEY, pk, {
             **file_metadata(info, table.schema),
