@@ -44,7 +44,6 @@ import json
 import os
 import subprocess
 import sys
-import socket
 import tempfile
 import time
 import urllib.request
@@ -389,29 +388,12 @@ def child_instance() -> None:
 
 @contextlib.contextmanager
 def _webserver():
-    """`dagster-webserver` over the bench's instance on a free 127.0.0.1 port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p",
-                             str(port), "-w", str(ROOT / "workspace.yaml")], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("dagster-webserver did not start") from None
-                time.sleep(0.5)
+    """`dagster-webserver` over the bench's instance, its code location loaded."""
+    from tests.services import dagster_webserver
+
+    with dagster_webserver(ROOT / "workspace.yaml", cwd=ROOT) as url:
         _graphql(url, "{ version }", {})  # the code location is loaded
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _graphql(url: str, query: str, variables: dict) -> dict:

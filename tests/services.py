@@ -1,5 +1,7 @@
 """Real local servers for tests and benchmarks, started by the code that needs them.
 
+`dagster_webserver()`: the Dagster UI's server over a workspace, on a free port.
+
 `postgres()`: a real PostgreSQL server (Debian's ``postgresql`` package: ``initdb`` into a
 fresh temporary folder, ``pg_ctl start`` on a free 127.0.0.1 port, one database created);
 it yields a `PostgresServer` whose ``url`` is ``postgresql://user:password@127.0.0.1:port/db``
@@ -189,3 +191,34 @@ try:
     postgres_server = _fixture()
 except ImportError:  # pytest absent (benchmarks run without it)
     postgres_server = None
+
+
+@contextmanager
+def dagster_webserver(workspace: Path, *, cwd: Path | None = None, env: dict | None = None,
+                      timeout: float = 180) -> Iterator[str]:
+    """`dagster-webserver` over ``workspace`` on a free 127.0.0.1 port (the instance of
+    DAGSTER_HOME in ``env``): yields its URL once it answers, stops it on exit."""
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p",
+                             str(port), "-w", str(workspace)], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("dagster-webserver did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+

@@ -6,17 +6,13 @@ and statuses; screenshots are kept in test-artifacts/. The webserver's own Graph
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from conftest import REPO
 from mdh_assets.cli import main
+from services import dagster_webserver
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
@@ -28,35 +24,12 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason="Debian's chromium is not installed (.ci/run installs it)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def webserver(mdh_env):
     assert main(["download", *DAY, "--venues", "binance", "--symbols", "BTCUSDT"]) == 0
     assert main(["candle-processing", *DAY, "--venues", "binance", "--symbols", "BTCUSDT"]) == 0
-    port = _free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p",
-                             str(port), "-w", str(REPO / "workspace.yaml")],
-                            env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("dagster-webserver did not start") from None
-                time.sleep(1)
+    with dagster_webserver(REPO / "workspace.yaml", env=os.environ.copy(), timeout=120) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _graphql(url: str, query: str) -> dict:
