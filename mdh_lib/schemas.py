@@ -7,13 +7,12 @@ since the epoch, UTC; prices and amounts float64; an empty CSV cell is null).
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from functools import lru_cache
 
 import polars as pl
 import pyarrow as pa
 
-if TYPE_CHECKING:  # pandera (and the pandas it imports) loads when a check is built
-    import pandera.polars as pdp
+from mdh_lib.frame_checks import Column, FrameSchema, Rule
 
 _HEAD = [("exchange", pa.large_string()), ("symbol", pa.large_string()), ("timestamp", pa.int64()), ("local_timestamp", pa.int64())]
 _TRADE = _HEAD + [("id", pa.large_string()), ("side", pa.large_string()), ("price", pa.float64()), ("amount", pa.float64())]
@@ -54,64 +53,53 @@ def header(data_type: str) -> list[str]:
     return RAW_SCHEMAS[data_type].names
 
 
-def _col(dtype, nullable: bool = False, **checks) -> pdp.Column:
-    import pandera.polars as pdp
-
-    built = [getattr(pdp.Check, name)(*(v if isinstance(v, tuple) else (v,))) for name, v in checks.items()]
-    return pdp.Column(dtype, checks=built, nullable=nullable)
+def _positive(c: str) -> Rule:
+    return Rule("greater_than(0)", pl.col(c) > 0, c)
 
 
-def _columns(data_type: str) -> dict[str, pdp.Column]:
-    cols = {
-        "exchange": _col(pl.Utf8), "symbol": _col(pl.Utf8),
-        "timestamp": _col(pl.Int64, greater_than=0), "local_timestamp": _col(pl.Int64, greater_than=0),
-    }
-    if data_type in ("trades", "liquidations"):
-        cols.update(
-            id=_col(pl.Utf8, nullable=True),
-            side=_col(pl.Utf8, isin=(["buy", "sell", "unknown"],)),
-            price=_col(pl.Float64, greater_than=0),
-            amount=_col(pl.Float64, greater_than_or_equal_to=0),
-        )
-    elif data_type == "book_snapshot_5":
-        for c in BOOK_COLUMNS:
-            cols[c] = _col(pl.Float64, nullable=True, **({"greater_than": 0} if c.endswith("price") else {"greater_than_or_equal_to": 0}))
-    elif data_type == "options_chain":
-        for name, dtype in zip(RAW_SCHEMAS[data_type].names[4:], RAW_SCHEMAS[data_type].types[4:]):
-            cols[name] = _col(pl.Utf8 if dtype == pa.large_string() else pl.Int64 if dtype == pa.int64() else pl.Float64, nullable=True)
-        cols["type"] = _col(pl.Utf8, isin=(["call", "put"],))
-        cols["strike_price"] = _col(pl.Float64, greater_than=0)
-        cols["expiration"] = _col(pl.Int64, greater_than=0)
-    else:
-        for name, dtype in zip(RAW_SCHEMAS[data_type].names[4:], RAW_SCHEMAS[data_type].types[4:]):
-            cols[name] = _col(pl.Int64 if dtype == pa.int64() else pl.Float64, nullable=True)
-    return cols
+def _not_negative(c: str) -> Rule:
+    return Rule("greater_than_or_equal_to(0)", pl.col(c) >= 0, c)
 
 
-def _book_sorted(data) -> pl.LazyFrame:
+def _isin(c: str, allowed: list[str]) -> Rule:
+    return Rule(f"isin({allowed})", pl.col(c).is_in(allowed), c)
+
+
+_POLARS = {pa.large_string(): pl.Utf8, pa.int64(): pl.Int64, pa.float64(): pl.Float64}
+
+
+def _book_sorted() -> pl.Expr:
     """Asks ascending and bids descending across the 5 levels (missing levels pass)."""
     ok = pl.lit(True)
     for i in range(BOOK_LEVELS - 1):
         ok = ok & (pl.col(f"asks[{i}].price") <= pl.col(f"asks[{i + 1}].price")).fill_null(True)
         ok = ok & (pl.col(f"bids[{i}].price") >= pl.col(f"bids[{i + 1}].price")).fill_null(True)
-    return data.lazyframe.select(ok.alias("ok"))
+    return ok
 
 
-def raw_schema(data_type: str, date: dt.date | None = None) -> pdp.DataFrameSchema:
-    """The Pandera check of one raw file; with ``date``, every local_timestamp (Tardis splits
-    files by it) must fall inside that UTC day."""
-    import pandera.polars as pdp
-
-    checks = []
-    if data_type == "book_snapshot_5":
-        checks.append(pdp.Check(_book_sorted, name="book_levels_sorted", error="asks ascending, bids descending"))
+@lru_cache(maxsize=64)
+def raw_schema(data_type: str, date: dt.date | None = None) -> FrameSchema:
+    """The check of one raw file (a Pandera schema, `mdh_lib.frame_checks`): Tardis's
+    columns in order with their types; exchange, symbol, timestamps and the trade columns
+    never null; timestamps, prices and strikes positive; amounts not negative; trade side
+    buy/sell/unknown; book levels ordered; with ``date``, every local_timestamp (Tardis
+    splits files by it) inside that UTC day."""
+    fields = RAW_SCHEMAS[data_type]
+    required = {"exchange", "symbol", "timestamp", "local_timestamp"}
+    rules = [_positive("timestamp"), _positive("local_timestamp")]
+    if data_type in ("trades", "liquidations"):
+        required |= {"side", "price", "amount"}
+        rules += [_isin("side", ["buy", "sell", "unknown"]), _positive("price"), _not_negative("amount")]
+    elif data_type == "book_snapshot_5":
+        rules += [_positive(c) if c.endswith("price") else _not_negative(c) for c in BOOK_COLUMNS]
+        rules.append(Rule("book_levels_sorted", _book_sorted(), error="asks ascending, bids descending"))
+    elif data_type == "options_chain":
+        required |= {"type", "strike_price", "expiration"}
+        rules += [_isin("type", ["call", "put"]), _positive("strike_price"), _positive("expiration")]
     if date is not None:
         lo = int(dt.datetime.combine(date, dt.time(), dt.timezone.utc).timestamp() * 1_000_000)
-        hi = lo + 86_400_000_000
-        checks.append(
-            pdp.Check(
-                lambda d: d.lazyframe.select(pl.col("local_timestamp").is_between(lo, hi, closed="left")),
-                name="local_timestamp_in_day", error=f"local_timestamp outside {date}",
-            )
-        )
-    return pdp.DataFrameSchema(_columns(data_type), checks=checks, strict=True, ordered=True, name=data_type)
+        rules.append(Rule("local_timestamp_in_day",
+                          pl.col("local_timestamp").is_between(lo, lo + 86_400_000_000, closed="left"),
+                          error=f"local_timestamp outside {date}"))
+    columns = {f.name: Column(_POLARS[f.type], nullable=f.name not in required) for f in fields}
+    return FrameSchema(data_type, columns, rules)

@@ -4,10 +4,12 @@ import datetime as dt
 import gzip
 import shutil
 
+import polars as pl
 import pyarrow.csv as pacsv
 import pytest
 
 from conftest import real_file
+from mdh_lib.schemas import raw_schema
 from mdh_lib.tardis.parse import RawFileError, read_raw_csv
 
 TRADES = "binance-futures_trades_2020-02-22_BTCUSDT.csv"
@@ -130,3 +132,43 @@ def test_stage_raw_day_hands_over_the_stored_day(trades_gz, tmp_path):
 
     with pytest.raises(RawFileError, match="side"):
         stage_raw_day(str(bad), "trades", None, "bad", str(tmp_path / "b.parquet"), then=fails)
+
+
+
+BOOK = "binance-futures_book_snapshot_5_2020-09-01_BTCUSDT.csv"
+BREAKAGES = {  # (file, data type, day): [(what breaks, the failure named)]
+    (TRADES, "trades", dt.date(2020, 2, 22)): [
+        (pl.col("price").neg(), "price: greater_than(0)"),
+        (pl.when(pl.int_range(pl.len()) == 7).then(None).otherwise(pl.col("symbol")).alias("symbol"),
+         "symbol: not_nullable"),
+        (pl.lit("long").alias("side"), "side: isin"),
+        (pl.col("amount").neg(), "amount: greater_than_or_equal_to(0)"),
+        (pl.col("local_timestamp") + 86_400_000_000, "frame: local_timestamp_in_day"),
+        (pl.col("timestamp").cast(pl.Float64), "timestamp: dtype"),
+    ],
+    (BOOK, "book_snapshot_5", dt.date(2020, 9, 1)): [
+        ((pl.col("asks[1].price") + 1).alias("asks[0].price"), "frame: book_levels_sorted"),
+        (pl.col("bids[2].amount").neg(), "bids[2].amount: greater_than_or_equal_to(0)"),
+    ],
+}
+
+
+@pytest.mark.parametrize("source, data_type, day, expr, failure",
+                         [(*k, *b) for k, bs in BREAKAGES.items() for b in bs])
+def test_one_query_check_agrees_with_pandera(tmp_path, source, data_type, day, expr, failure):
+    """The raw check runs as one polars query, and Pandera only on a failure
+    (`mdh_lib.frame_checks`): both pass the real file, both fail each breakage, and the
+    failure names its column and check."""
+    import pandera.errors
+
+    gz = tmp_path / f"{source}.gz"
+    gz.write_bytes(gzip.compress(open(real_file(source), "rb").read(), 1))
+    schema = raw_schema(data_type, day)
+    good = pl.from_arrow(read_raw_csv(str(gz), data_type, day))
+    assert schema.passes(good) and schema.failures(good) == []
+    schema.pandera.validate(good, lazy=True)
+    bad = good.with_columns(expr)
+    assert any(failure in f for f in schema.failed_rules(bad)), schema.failed_rules(bad)
+    with pytest.raises(pandera.errors.SchemaErrors):
+        schema.pandera.validate(bad, lazy=True)
+    assert schema.failures(bad)

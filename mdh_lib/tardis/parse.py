@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from mdh_lib.frame_checks import FrameSchema
 from mdh_lib.schemas import RAW_SCHEMAS, header, raw_schema
 
 
@@ -91,15 +92,11 @@ def _kind(exc: Exception) -> str:
     return "bad value" if "conversion error" in msg or "CSV parse error" in msg else "corrupt or truncated"
 
 
-def _checked(table: pa.Table | pl.DataFrame, check, name: str):
-    import pandera.errors
-
-    try:
-        check.validate(table if isinstance(table, pl.DataFrame) else pl.from_arrow(table), lazy=True)
-    except pandera.errors.SchemaErrors as exc:
-        failed = sorted({f"{e.get('column') or 'frame'}: {e.get('check')}"
-                         for part in ("DATA", "SCHEMA") for errs in exc.message.get(part, {}).values() for e in errs})
-        raise RawFileError(f"{name}: failed schema checks: {'; '.join(failed)[:300]}") from None
+def _checked(table: pa.Table | pl.DataFrame, check: FrameSchema, name: str):
+    failures = check.failures(table if isinstance(table, pl.DataFrame) else pl.from_arrow(table))
+    if failures:
+        failed = sorted({f"{e.get('column') or 'frame'}: {e.get('check')}" for e in failures})
+        raise RawFileError(f"{name}: failed schema checks: {'; '.join(failed)[:300]}")
     return table
 
 
