@@ -247,3 +247,39 @@ def test_defaults_serve_a_historical_backfill(tmp_path, monkeypatch, server, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["mdh: error: --start-date 2009-01-03 is before the first partition day 2019-03-30 "
                    "(start_date in the [universe] table of mdh.toml)"]
+
+
+def test_sensor_cursor_plans_again_only_when_a_run_changed(mdh_env):
+    """The cursor keeps the last plan's watermark: a tick with no run changed requests
+    nothing (the last plan's runs are queued by then); a run that changes state, or a plan
+    older than `REPLAN_EVERY`, makes the next tick plan again."""
+    import json
+
+    from mdh_assets.operations.schedules import REPLAN_EVERY
+    from mdh_assets.pipeline import Runtime
+    from mdh_lib.config import load_settings
+
+    assert main(["instruments", *DAY]) == 0
+    instance = Runtime(load_settings()).instance
+    resources = {"storage": StorageResource(data_root=mdh_env["MDH_DATA_ROOT"])}
+
+    def tick(cursor):
+        context = dg.build_sensor_context(instance=instance, definitions=defs, resources=resources, cursor=cursor)
+        result = pipeline_sensor(context)
+        requests = [] if isinstance(result, dg.SkipReason) else list(result)
+        return [r for r in requests if r.job_name == "raw"], context.cursor
+
+    requests, cursor = tick(None)
+    assert _by_job(requests).get("raw") and json.loads(cursor)["runs"] > 0
+    assert tick(cursor) == ([], cursor)  # nothing changed: no plan, no request
+    run = instance.create_run_for_job(defs.resolve_job_def("raw"), status=dg.DagsterRunStatus.NOT_STARTED,
+                                      tags=requests[0].tags)
+    replanned, newer = tick(cursor)  # a run was created: planned again, without the queued span
+    assert newer != cursor and requests[0].tags[SPAN_TAG] not in _by_job(replanned)["raw"]
+    assert _by_job(replanned)["raw"] == _by_job(requests)["raw"] - {requests[0].tags[SPAN_TAG]}
+    instance.report_run_canceled(run)
+    assert _by_job(tick(newer)[0])["raw"] == _by_job(requests)["raw"]  # cancelled: asked for again
+    stale = json.dumps({**json.loads(cursor), "planned_at": (
+        dt.datetime.now(dt.timezone.utc) - REPLAN_EVERY - dt.timedelta(minutes=1)).isoformat()})
+    _, after = tick(stale)
+    assert after != stale  # an hour-old plan is made again even when no run changed

@@ -8,7 +8,8 @@ was down) gets its definitions run, a day that failed last week is retried on th
 tick (an instrument at most `MAX_ATTEMPTS` times in a row, a derived step over the same
 venue-days likewise), and a venue-day in progress is never requested. An evaluation costs a
 few instance queries and one manifest read per data type, whatever the number of
-instruments.
+instruments; a tick where nothing changed since the last plan (the sensor's cursor) costs
+one runs query.
 Each evaluation first recovers the runs of crashed `mdh` processes (`mdh_assets.recovery`),
 so a partition whose run died is retried rather than left "in progress" for ever.
 """
@@ -16,6 +17,7 @@ so a partition whose run died is retried rather than left "in progress" for ever
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 
 import dagster as dg
@@ -153,14 +155,42 @@ def pipeline_requests(context: dg.SensorEvaluationContext, storage: Storage, dat
     return [r for r in (_request(context, p) for p in planned) if r is not None]
 
 
+# An unchanged instance is planned again at least this often (files changed outside Dagster).
+REPLAN_EVERY = dt.timedelta(hours=1)
+
+
+def watermark(instance: dg.DagsterInstance, now: dt.datetime) -> dict:
+    """What a plan depends on besides the files: the latest change of any run (a run
+    created, started, finished; one query) and the latest day whose definitions are due."""
+    latest = instance.get_run_records(limit=1, order_by="update_timestamp", ascending=False)
+    return {"runs": latest[0].update_timestamp.timestamp() if latest else 0.0, "due": str((now - DUE_AFTER).date())}
+
+
+def unchanged(cursor: str | None, mark: dict, now: dt.datetime) -> bool:
+    """Whether the last plan (the cursor: its watermark and time) still holds."""
+    try:
+        last = json.loads(cursor) if cursor else None
+    except ValueError:
+        return False
+    return bool(last) and {k: last.get(k) for k in mark} == mark and \
+        now - dt.datetime.fromisoformat(last["planned_at"]) < REPLAN_EVERY
+
+
 @dg.sensor(name="pipeline", jobs=[daily_job, *STEP_JOBS.values()], minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
            description=f"Requests each day's missing and failed steps over the last {LOOKBACK_DAYS} days")
 def pipeline_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
+    """The cursor holds the `watermark` of the last plan: a tick where no run changed, no day
+    became due and the plan is under `REPLAN_EVERY` old costs one runs query and requests
+    nothing (the requests of the last plan are queued or running by then, or done)."""
     for line in recover(context.instance, storage.storage):
         context.log.warning(line)
     now = dt.datetime.now(dt.timezone.utc)
+    mark = watermark(context.instance, now)
+    if unchanged(context.cursor, mark, now):
+        return dg.SkipReason("no run changed and no day became due since the last plan")
     dates = [now.date() - dt.timedelta(days=n) for n in range(LOOKBACK_DAYS, 0, -1)]
     requests = definitions_requests(context, storage.storage, dates, now) + pipeline_requests(context, storage.storage, dates)
+    context.update_cursor(json.dumps({**mark, "planned_at": now.isoformat()}))
     if not requests:
         return dg.SkipReason(f"nothing missing in the last {LOOKBACK_DAYS} days")
     return requests
