@@ -297,7 +297,9 @@ def child_instance() -> None:
     from mdh_lib import manifest
     from mdh_lib.catalog import Catalog
     from mdh_lib.config import load_settings
-    from mdh_lib.definitions import build_definitions, expected_partitions
+    import polars as pl
+
+    from mdh_lib.definitions import build_definitions, expected_frame, expected_partitions
     from mdh_lib.layout import dataset_path
     from mdh_lib.retention import Retention
     from mdh_lib.storage import Storage
@@ -356,7 +358,7 @@ def child_instance() -> None:
 
     def report():
         catalog = Catalog(storage)
-        wanted = [e for d in report_days for e in expected_partitions(catalog.definitions(d))]
+        wanted = pl.concat([expected_frame(catalog.definitions(d)) for d in report_days])
         return status_table(instance, storage, wanted, retention)
 
     def sensor():

@@ -198,6 +198,25 @@ class Storage:
     def parquet_file(self, rel: str) -> pq.ParquetFile:
         return pq.ParquetFile(self.fs.open(self.path(rel), "rb"))
 
+    def read_parquet_many(self, rels: list[str], schema: pa.Schema) -> pl.DataFrame:
+        """Several whole files as one frame in ``schema`` (a column a file lacks is null),
+        with a ``file`` column holding each row's relative path: local files in one
+        multi-threaded polars read (~0.25 ms a small file, against ~1 ms one by one), bucket
+        files one by one."""
+        want = pl.from_arrow(schema.empty_table()).schema
+        if not rels:
+            return pl.DataFrame(schema={**want, "file": pl.String})
+        if not self.is_gcs:
+            frame = pl.read_parquet([self.path(r) for r in rels], schema=want, missing_columns="insert",
+                                    include_file_paths="file")
+            return frame.with_columns(pl.col("file").str.slice(len(self.base) + 1))
+        frames = []
+        for rel in rels:
+            got = pl.from_arrow(self.read_parquet(rel))
+            frames.append(got.select([pl.col(c).cast(t) if c in got.columns else pl.lit(None, t).alias(c)
+                                      for c, t in want.items()]).with_columns(file=pl.lit(rel)))
+        return pl.concat(frames)
+
     def read_parquet(self, rel: str, columns: list[str] | None = None, filters=None) -> pa.Table:
         if filters is None:  # one whole file: no dataset layer (pyarrow.dataset costs ~0.3 s to import)
             with self.fs.open(self.path(rel), "rb") as fh:

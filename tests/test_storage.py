@@ -55,3 +55,19 @@ def test_gcs_round_trip(gcs_emulator, monkeypatch):
     assert [b.name for b in client.list_blobs("mdh-test", prefix="root/")] == [f"root/{REL}"]
     st.delete(REL)
     assert not st.exists(REL)
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_read_parquet_many_conforms_older_files(where, tmp_path, request, monkeypatch):
+    """Many small files in one read (the manifests of a month): rows in file order, each
+    with its file, and a column an older file lacks comes back null."""
+    if where == "gcs":
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", request.getfixturevalue("gcs_emulator"))
+    st = Storage("gs://mdh-test/many" if where == "gcs" else str(tmp_path))
+    schema = pa.schema([("timestamp", pa.int64()), ("price", pa.float64()), ("note", pa.string())])
+    st.write_parquet("a.parquet", _table(2))  # an older file: no `note`
+    st.write_parquet("b.parquet", pa.table({"timestamp": [7], "price": [2.0], "note": ["new"]}, schema=schema))
+    got = st.read_parquet_many(["a.parquet", "b.parquet"], schema)
+    assert got.columns == ["timestamp", "price", "note", "file"]
+    assert got.rows() == [(0, 1.0, None, "a.parquet"), (1, 1.0, None, "a.parquet"), (7, 2.0, "new", "b.parquet")]
+    assert st.read_parquet_many([], schema).columns == ["timestamp", "price", "note", "file"]

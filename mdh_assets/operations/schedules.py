@@ -9,7 +9,7 @@ tick (an instrument at most `MAX_ATTEMPTS` times in a row, a derived step over t
 venue-days likewise), and a venue-day in progress is never requested. An evaluation costs a
 few instance queries and one manifest read per data type, whatever the number of
 instruments; a tick where nothing changed since the last plan (the sensor's cursor) costs
-one runs query.
+two one-row runs queries.
 Each evaluation first recovers the runs of crashed `mdh` processes (`mdh_assets.recovery`),
 so a partition whose run died is retried rather than left "in progress" for ever.
 """
@@ -160,10 +160,13 @@ REPLAN_EVERY = dt.timedelta(hours=1)
 
 
 def watermark(instance: dg.DagsterInstance, now: dt.datetime) -> dict:
-    """What a plan depends on besides the files: the latest change of any run (a run
-    created, started, finished; one query) and the latest day whose definitions are due."""
-    latest = instance.get_run_records(limit=1, order_by="update_timestamp", ascending=False)
-    return {"runs": latest[0].update_timestamp.timestamp() if latest else 0.0, "due": str((now - DUE_AFTER).date())}
+    """What a plan depends on besides the files: the newest run and the latest change of any
+    run's status (started, finished; a run's creation time has only whole seconds in
+    SQLite, hence both; two one-row queries) and the latest day whose definitions are due."""
+    newest = instance.get_run_records(limit=1)
+    changed = instance.get_run_records(limit=1, order_by="update_timestamp", ascending=False)
+    return {"newest_run": newest[0].dagster_run.run_id if newest else "",
+            "runs": changed[0].update_timestamp.timestamp() if changed else 0.0, "due": str((now - DUE_AFTER).date())}
 
 
 def unchanged(cursor: str | None, mark: dict, now: dt.datetime) -> bool:
@@ -180,7 +183,7 @@ def unchanged(cursor: str | None, mark: dict, now: dt.datetime) -> bool:
            description=f"Requests each day's missing and failed steps over the last {LOOKBACK_DAYS} days")
 def pipeline_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
     """The cursor holds the `watermark` of the last plan: a tick where no run changed, no day
-    became due and the plan is under `REPLAN_EVERY` old costs one runs query and requests
+    became due and the plan is under `REPLAN_EVERY` old costs two one-row runs queries and requests
     nothing (the requests of the last plan are queued or running by then, or done)."""
     for line in recover(context.instance, storage.storage):
         context.log.warning(line)

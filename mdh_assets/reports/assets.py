@@ -18,7 +18,7 @@ from mdh_assets.reports.status import status_table
 from mdh_assets.resources.storage import StorageResource
 from mdh_lib.catalog import Catalog
 from mdh_lib.config import load_settings
-from mdh_lib.definitions import expected_partitions
+from mdh_lib.definitions import expected_frame
 from mdh_lib.instruments import RAW_DATA_TYPES
 from mdh_lib.layout import missing_report_path
 from mdh_lib.retention import Retention, remove_expired
@@ -47,8 +47,8 @@ def missing_report(context: dg.AssetExecutionContext, storage: StorageResource):
         if definitions is None:
             results.failed(f"missing report {date}: no instrument definitions for {date}; materialize instruments {date} first")
             continue
-        expected[pk] = expected_partitions(definitions)
-    every = status_table(context.instance, storage.storage, [e for es in expected.values() for e in es],
+        expected[pk] = expected_frame(definitions)
+    every = status_table(context.instance, storage.storage, pl.concat(expected.values()) if expected else [],
                          Retention.of(load_settings()))
     for pk in expected:
         date = dt.date.fromisoformat(pk)

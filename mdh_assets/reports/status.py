@@ -18,7 +18,7 @@ import pyarrow as pa
 from mdh_assets.partitions import venue_day, venue_day_key
 from mdh_assets.raw.assets import raw_key
 from mdh_lib import manifest
-from mdh_lib.definitions import Expected
+from mdh_lib.definitions import EXPECTED_COLUMNS, Expected
 from mdh_lib.retention import Retention
 from mdh_lib.storage import Storage
 
@@ -39,14 +39,16 @@ def statuses(instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[st
     return {k: _DAGSTER.get(found.get(k), "missing") for k in keys}
 
 
-def status_table(instance: dg.DagsterInstance, storage: Storage, expected: list[Expected],
+def status_table(instance: dg.DagsterInstance, storage: Storage, expected: list[Expected] | pl.DataFrame,
                  retention: Retention | None = None) -> pa.Table:
-    """One row per expected raw partition with its current status (see the module docstring):
-    one join in polars, whatever the number of instruments."""
-    if not expected:
+    """One row per expected raw partition (`Expected`s, or their `expected_frame`) with its
+    current status (see the module docstring): one join in polars, whatever the number of
+    instruments."""
+    if not len(expected):
         return REPORT_SCHEMA.empty_table()
-    rows = pl.DataFrame({"date": [e.date for e in expected], "instrument_key": [e.key for e in expected],
-                         "data_type": [e.data_type for e in expected], "venue": [e.exchange for e in expected]})
+    if not isinstance(expected, pl.DataFrame):
+        expected = pl.DataFrame([tuple(vars(e).values()) for e in expected], schema=EXPECTED_COLUMNS, orient="row")
+    rows = expected.select("date", pl.col("key").alias("instrument_key"), "data_type", pl.col("exchange").alias("venue"))
     pairs = rows.select("date", "venue").unique()
     pk = {(d, v): str(venue_day_key(d, v)) for d, v in pairs.iter_rows()}
     venue_days = pl.DataFrame(
