@@ -1,0 +1,309 @@
+"""The `mdh` console script, and a warm process that spares each command Python's start-up.
+
+Every `mdh` command used to spend ~2 s before its work: importing Dagster, SQLAlchemy,
+polars, pyarrow and the Tardis client, and opening Dagster's storage. The first command
+(run in-process as before) starts a fork server in the background (`serve`): a process that
+has imported those libraries and nothing of this project, listening on a Unix socket only
+this user can open. Each later command sends it the command line, environment, working
+folder and its stdin/stdout/stderr (`client`); the server forks, and the child runs the
+command exactly as `mdh_assets.cli.run` would, importing this project's modules (which read
+the configuration and environment) itself. So a command sees its own environment and
+configuration, and its output and exit status are those of an in-process run:
+
+- the client waits for the child and exits with its status; a child killed by a signal
+  kills the client with the same signal;
+- Ctrl-C and SIGTERM sent to the client go to the child's process group; a client that dies
+  (even ``kill -9``) has the child's process group killed at once, as if the work had run
+  in the client's own process;
+- the server is keyed by this interpreter, the installed packages and the project's source
+  files: after an edit or an upgrade, the next command starts a new one; a server exits
+  after `IDLE_SECONDS` without a command.
+
+``MDH_FORKSERVER=0`` runs every command in-process and starts no server. The server forks
+only while it has a single thread (no library's thread pool is copied into a child), so
+polars and pyarrow, which start theirs on import, are imported by each command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+IDLE_SECONDS = 900
+ENV_SWITCH = "MDH_FORKSERVER"
+_HEADER = struct.Struct("!I")
+_PACKAGES = ("mdh_lib", "mdh_assets")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _key(root: Path = ROOT) -> str:
+    """This interpreter, its import path, its installed packages (the site-packages folder
+    changes when one is installed) and every source file of the project, as a short hash."""
+    h = hashlib.sha256(f"{sys.executable}\0{sys.version}\0{os.getuid()}\0{os.environ.get('PYTHONPATH', '')}".encode())
+    for folder in {Path(p) for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)}:
+        h.update(f"{folder}\0{folder.stat().st_mtime_ns}".encode())
+    for package in _PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            st = path.stat()
+            h.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}".encode())
+    return h.hexdigest()[:20]
+
+
+def _socket_path(key: str) -> Path:
+    folder = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"mdh-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
+        raise PermissionError(f"{folder} is not private to this user")
+    return folder / f"forkserver-{key}.sock"
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+# ---------------------------------------------------------------- the client (the console script)
+
+
+def client(argv: list[str], path: Path) -> int | None:
+    """Run ``argv`` in a child of the server at ``path``: its exit status, or None when no
+    server answers (the caller then runs the command itself)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(str(path))
+    except OSError:
+        conn.close()
+        return None
+    request = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
+    try:
+        socket.send_fds(conn, [_HEADER.pack(len(request))], [0, 1, 2])
+        conn.sendall(request)
+        (pid,) = _HEADER.unpack(_recv_exact(conn, _HEADER.size))
+    except OSError:
+        conn.close()
+        return None  # a server going away: run in-process
+
+    def forward(signum, _frame):
+        try:
+            os.killpg(pid, signum)
+        except OSError:
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+    try:
+        status = struct.unpack("!i", _recv_exact(conn, 4))[0]
+    except OSError:
+        print("mdh: the mdh fork server went away while the command ran", file=sys.stderr)
+        return 1
+    if status < 0:  # killed by a signal: die the same way
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    return status
+
+
+def _start_server(path: Path) -> None:
+    """Start a server in the background, detached from this terminal and its signals."""
+    subprocess.Popen([sys.executable, "-m", "mdh_assets.forkserver", "--serve", str(path)],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True, cwd="/")
+
+
+def main() -> None:
+    """The ``mdh`` console script: through a warm server when one answers, else in this
+    process (starting a server for the next command)."""
+    argv = sys.argv[1:]
+    if os.environ.get(ENV_SWITCH, "1") != "0":
+        try:
+            path = _socket_path(_key())
+        except OSError:
+            path = None
+        if path is not None:
+            status = client(argv, path)
+            if status is not None:
+                sys.exit(status)
+            _start_server(path)
+    from mdh_assets.cli import run
+
+    run()
+
+
+# ---------------------------------------------------------------- the server
+
+
+def _warm() -> None:
+    """Import what every command imports, and open (then close) a throw-away SQLite Dagster
+    instance so its storage modules (SQLAlchemy, Alembic) are loaded too. Nothing here reads
+    this project's configuration or starts a thread: polars and pyarrow start their thread
+    pools on import, so each command imports them itself (~0.4 s)."""
+    import aiohttp  # noqa: F401
+    import dagster as dg
+    import rich.console  # noqa: F401
+    import rich.table  # noqa: F401
+    import tardis_dev  # noqa: F401
+
+    with tempfile.TemporaryDirectory(prefix="mdh-forkserver-") as home:
+        with dg.DagsterInstance.local_temp(home):
+            pass
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
+
+
+def _child(conn: socket.socket, listener: socket.socket, fds: list[int], request: dict) -> None:
+    """In the forked child: become the command (its descriptors, folder, environment)."""
+    listener.close()
+    conn.close()
+    os.setpgid(0, 0)  # its own process group: the client's signals reach its subprocesses too
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    time.tzset()
+    sys.argv = ["mdh", *request["argv"]]
+    # New streams over the client's descriptors (line-buffered on a terminal, as at start-up).
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
+    from mdh_assets.cli import run
+
+    run()  # leaves with os._exit
+
+
+def serve(path: Path) -> None:
+    """Accept commands until `IDLE_SECONDS` pass without one; fork a child per command and
+    report its exit status (negative: the signal that killed it) to its client."""
+    _warm()
+    if _threads() != 1:
+        return  # a library started a thread: forking would copy it half-way; commands run in-process
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}")
+    listener.bind(str(tmp))
+    os.chmod(tmp, 0o600)
+    try:
+        os.link(tmp, path)  # fails when another server has just taken the name
+    except FileExistsError:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+            probe.close()
+            os.unlink(tmp)
+            return  # that one serves
+        except OSError:
+            os.replace(tmp, path)  # a dead server's socket
+    else:
+        os.unlink(tmp)
+    mine = os.stat(path).st_ino  # the socket file's inode, while the name is ours
+    listener.listen(64)
+    children: dict[int, socket.socket] = {}  # pid -> its client's connection
+    last = time.monotonic()
+    try:
+        while children or time.monotonic() - last < IDLE_SECONDS:
+            readable, _, _ = select.select([listener, *children.values()], [], [], 1.0)
+            for sock in readable:
+                if sock is listener:
+                    last = time.monotonic()
+                    _accept(listener, children)
+                else:  # the client closed its end before its command finished: it died
+                    pid = next(p for p, c in children.items() if c is sock)
+                    if not sock.recv(1, socket.MSG_PEEK):
+                        _kill_group(pid)
+            _reap(children)
+            last = time.monotonic() if children else last
+            if not _owns(path, mine):
+                break  # another server took the name (or it was removed)
+    finally:
+        for pid in list(children):
+            _kill_group(pid)
+        if _owns(path, mine):
+            os.unlink(path)
+
+
+def _owns(path: Path, inode: int) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
+
+
+def _accept(listener: socket.socket, children: dict[int, socket.socket]) -> None:
+    conn, _ = listener.accept()
+    try:
+        conn.settimeout(10)
+        header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
+        if len(header) != _HEADER.size or len(fds) != 3:
+            raise ConnectionError("bad request")
+        request = json.loads(_recv_exact(conn, _HEADER.unpack(header)[0]))
+        conn.settimeout(None)
+    except (OSError, ValueError):
+        conn.close()
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child(conn, listener, fds, request)
+        finally:
+            os._exit(1)  # never back into the server's loop
+    try:
+        os.setpgid(pid, pid)  # also here: a signal forwarded before the child sets it still arrives
+    except OSError:
+        pass
+    for fd in fds:
+        os.close(fd)
+    try:
+        conn.sendall(_HEADER.pack(pid))
+    except OSError:
+        _kill_group(pid)
+    children[pid] = conn
+
+
+def _reap(children: dict[int, socket.socket]) -> None:
+    for pid in list(children):
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done, status = pid, 1 << 8
+        if not done:
+            continue
+        conn = children.pop(pid)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        try:
+            conn.sendall(struct.pack("!i", code))
+        except OSError:
+            pass
+        conn.close()
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        serve(Path(sys.argv[2]))
+    else:
+        main()

@@ -1,0 +1,136 @@
+"""The `mdh` console script through its warm fork server (`mdh_assets.forkserver`): a command
+run by a child of the server behaves as one run in-process (output, exit status, its own
+environment and folder), signals reach it, and a client killed with ``kill -9`` takes its
+command with it. Each test has its own socket folder (``XDG_RUNTIME_DIR``), so its server
+is its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MDH = str(Path(sys.executable).with_name("mdh"))
+DAY = ["--start-date", "2024-01-01", "--end-date", "2024-01-01"]
+
+
+@pytest.fixture()
+def warm(mdh_env, tmp_path):
+    """The environment of `mdh_env` with a private socket folder, and its server started and
+    answering (the first command runs in-process and starts it)."""
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run"), "MDH_FORKSERVER": "1"}
+    (tmp_path / "run").mkdir()
+    first = subprocess.run([MDH, "--help"], env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0
+    deadline = time.monotonic() + 60
+    while not _servers(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _servers(tmp_path), "no fork server started"
+    yield env
+    for pid in _server_pids(tmp_path):
+        os.kill(pid, signal.SIGTERM)
+
+
+def _servers(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "run" / f"mdh-{os.getuid()}").glob("forkserver-*.sock"))
+
+
+def _server_pids(tmp_path: Path) -> list[int]:
+    """The servers' pids, from their sockets' peer credentials."""
+    pids = []
+    for path in _servers(tmp_path):
+        with socket.socket(socket.AF_UNIX) as s:
+            if s.connect_ex(str(path)) == 0:
+                pid, _, _ = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+                pids.append(pid)
+    return pids
+
+
+def _served(env: dict, tmp_path: Path) -> bool:
+    """Whether the server answers (its socket accepts)."""
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(str(_servers(tmp_path)[0]))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def test_a_served_command_is_an_in_process_command(warm, tmp_path, mdh_env):
+    """Same stdout, stderr and exit status as in-process, for a good and a bad command; the
+    command writes where its own environment says (not the server's)."""
+    assert _served(warm, tmp_path)
+    for args in (["instruments", *DAY, "--venues", "binance"], ["bogus"], ["download", "--start-date", "2009-01-03",
+                                                                           "--end-date", "2009-01-03"]):
+        served = subprocess.run([MDH, *args], env=warm, capture_output=True, text=True, timeout=300)
+        alone = subprocess.run([MDH, *args], env={**warm, "MDH_FORKSERVER": "0"}, capture_output=True, text=True,
+                               timeout=300)
+        assert (served.returncode, served.stderr, served.stdout) == (alone.returncode, alone.stderr, alone.stdout), args
+    assert (Path(mdh_env["MDH_DATA_ROOT"]) / "instruments" / "date=2024-01-01").exists()
+    other = tmp_path / "elsewhere"
+    served = subprocess.run([MDH, "instruments", *DAY, "--venues", "binance"], timeout=300, capture_output=True,
+                            env={**warm, "MDH_DATA_ROOT": str(other / "data"), "DAGSTER_HOME": str(other / "dagster")})
+    assert served.returncode == 0 and (other / "data" / "instruments" / "date=2024-01-01").exists()
+
+
+def test_a_command_killed_by_a_signal_kills_its_client_the_same_way(warm, tmp_path):
+    """A crash point (``MDH_CRASH_AT``) kills the command with SIGKILL: the client dies of
+    SIGKILL too, as the process itself would have."""
+    run = subprocess.run([MDH, "download", *DAY, "--venues", "binance"], env={**warm, "MDH_CRASH_AT": "fetch.downloaded"},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == -signal.SIGKILL
+    assert _served(warm, tmp_path)  # the server lives on
+
+
+def _sample_server(env: dict) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([MDH, "sample-server", "--port", "0"], env=env, stdout=subprocess.PIPE, text=True)
+    endpoint = next(word for word in proc.stdout.readline().split() if word.startswith("http://"))
+    return proc, int(endpoint.rsplit(":", 1)[1].split("/")[0])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_ctrl_c_reaches_the_command_and_kill_9_of_the_client_takes_it_along(warm):
+    proc, port = _sample_server(warm)
+    assert _listening(port)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0  # stopped as by Ctrl-C in a terminal (the command's own exit)
+    assert not _listening(port)
+
+    proc, port = _sample_server(warm)
+    assert _listening(port)
+    proc.kill()  # kill -9 of the client: the command goes with it
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _listening(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _listening(port)
+
+
+def test_each_interpreter_and_source_tree_has_its_own_server(tmp_path, monkeypatch):
+    """The server's key changes with the import path and with any edit of the project's
+    source, so a command never runs code older than the files."""
+    from mdh_assets import forkserver
+
+    for package in forkserver._PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "module.py").write_text("x = 1\n")
+    key = forkserver._key(tmp_path)
+    assert forkserver._key(tmp_path) == key
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    assert forkserver._key(tmp_path) != key
+    monkeypatch.undo()
+    (tmp_path / "mdh_lib" / "module.py").write_text("x = 22\n")
+    assert forkserver._key(tmp_path) != key
