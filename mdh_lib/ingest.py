@@ -48,6 +48,9 @@ class RawDay:
 # Compressed files up to this size are parsed whole on every core (a few hundred MB in
 # memory); larger ones stream (one CSV block and one row group in memory).
 WHOLE_FILE_BYTES = 96 << 20
+# Days up to this many rows are written on the calling thread (a venue's thousands of small
+# instruments): starting a thread per file cost more than the overlap saved.
+INLINE_ROWS = 50_000
 
 
 def stage_raw_file(path: str, data_type: str, date: dt.date, name: str, out: str,
@@ -83,6 +86,13 @@ def stage_raw_day(path: str, data_type: str, date: dt.date, name: str, out: str,
     columns = frame.get_columns()
     del frame
     frame = _sorted(columns)
+    if frame.height <= INLINE_ROWS:  # a thread costs more than it saves on a small day
+        try:
+            result = then(frame) if then else None
+        finally:
+            if not keep_prefix:
+                check_raw(frame, data_type, date, name)
+        return write_local_frame(out, frame, sorting_column="timestamp"), result
     with ThreadPoolExecutor(1, thread_name_prefix="mdh-stage") as worker:
         written = worker.submit(write_local_frame, out, frame, sorting_column="timestamp")
         try:
@@ -137,32 +147,63 @@ class RawRequest:
 FETCH_CONCURRENCY = 20
 
 
-def fetch_raw_days(requests: list[RawRequest], *, endpoint: str, api_key: str,
-                   concurrency: int = FETCH_CONCURRENCY) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
+# At least this many files and the chunks are shared with helper processes (one per further
+# core): staging a small file is mostly Python, which one process runs on one core whatever
+# its threads; a helper's start (~1 s of imports) is not worth it for fewer.
+HELPER_MIN_FILES = 200
+
+
+def fetch_raw_days(requests: list[RawRequest], *, endpoint: str, api_key: str, concurrency: int = FETCH_CONCURRENCY,
+                   helpers: int | None = None) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
     """Download the requests' files ``concurrency`` at a time and stage each one, yielding
-    ``(request, RawDay)`` in order, or ``(request, error)`` for a file that failed
-    (`TardisError` for the download, `RawFileError` for its content). Each chunk works in a
-    fresh temporary folder, removed before the next one starts (bounded disk), so a bad
-    download is never reused; an options underlying (``DERIBIT:OPTION:BTC``) keeps only its
-    own rows of the venue's grouped chain."""
-    for i in range(0, len(requests), concurrency):
-        chunk = requests[i:i + concurrency]
-        work = scratch_dir("fetch")
-        try:
-            got = download_days(sorted({r.file for r in chunk}, key=str), endpoint=endpoint, api_key=api_key,
-                                dest_dir=work, concurrency=concurrency)
-            crashpoint("fetch.downloaded")
-            for r in chunk:
-                download = got[r.file]
-                if isinstance(download, TardisError):
-                    yield r, download
-                    continue
-                try:
-                    yield r, _stage(r, download, endpoint)
-                except RawFileError as exc:
-                    yield r, exc
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    ``(request, RawDay)``, or ``(request, error)`` for a file that failed (`TardisError` for
+    the download, `RawFileError` for its content). Each chunk works in a fresh temporary
+    folder, removed once its files are staged (bounded disk), so a bad download is never
+    reused; an options underlying (``DERIBIT:OPTION:BTC``) keeps only its own rows of the
+    venue's grouped chain. With `HELPER_MIN_FILES` or more, ``helpers`` processes (default:
+    one per core beyond the first) each take a chunk while this one stages its own, one
+    chunk each at a time, and the staged files come back to this process for the caller to
+    commit; so a venue's thousands of small files use every core."""
+    chunks = [requests[i:i + concurrency] for i in range(0, len(requests), concurrency)]
+    helpers = max((os.cpu_count() or 1) - 1, 0) if helpers is None else helpers
+    if not helpers or len(requests) < HELPER_MIN_FILES:
+        for chunk in chunks:
+            yield from _fetch_chunk(chunk, endpoint, api_key, concurrency)
+        return
+    from mdh_lib.ingest_helper import Helper
+
+    started = [Helper() for _ in range(helpers)]
+    try:
+        for i in range(0, len(chunks), helpers + 1):
+            theirs = list(zip(started, chunks[i + 1:i + 1 + helpers]))
+            for helper, chunk in theirs:
+                helper.submit(chunk, endpoint, api_key, concurrency)
+            yield from _fetch_chunk(chunks[i], endpoint, api_key, concurrency)
+            for helper, _ in theirs:
+                yield from helper.result()
+    finally:
+        for helper in started:
+            helper.close()
+
+
+def _fetch_chunk(chunk: list[RawRequest], endpoint: str, api_key: str,
+                 concurrency: int) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
+    work = scratch_dir("fetch")
+    try:
+        got = download_days(sorted({r.file for r in chunk}, key=str), endpoint=endpoint, api_key=api_key,
+                            dest_dir=work, concurrency=concurrency)
+        crashpoint("fetch.downloaded")
+        for r in chunk:
+            download = got[r.file]
+            if isinstance(download, TardisError):
+                yield r, download
+                continue
+            try:
+                yield r, _stage(r, download, endpoint)
+            except RawFileError as exc:
+                yield r, exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _stage(r: RawRequest, got: Download, endpoint: str) -> RawDay:

@@ -26,6 +26,9 @@ class TardisError(RuntimeError):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self):  # crosses from a helper process with its status (`mdh_lib.ingest`)
+        return type(self), (str(self), self.status)
+
     @property
     def refused(self) -> bool:
         """Whether Tardis refused the request for want of a (paid) key: 401 or 403."""
