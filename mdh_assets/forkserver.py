@@ -59,12 +59,28 @@ def _key(root: Path = ROOT) -> str:
     return h.hexdigest()[:20]
 
 
+# A Unix socket's path holds at most 107 bytes; the server binds a longer temporary name first.
+_MAX_SOCKET_PATH = 90
+
+
 def _socket_path(key: str) -> Path:
-    folder = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"mdh-{os.getuid()}"
+    """The server's socket in a folder private to this user: ``$XDG_RUNTIME_DIR/mdh-UID``, or
+    the system's temporary folder when that path would be too long for a socket."""
+    name = f"forkserver-{key}.sock"
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+    if len(str(base / f"mdh-{os.getuid()}" / name)) > _MAX_SOCKET_PATH:
+        base = Path(tempfile.gettempdir())
+    folder = base / f"mdh-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
     if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
         raise PermissionError(f"{folder} is not private to this user")
-    return folder / f"forkserver-{key}.sock"
+    return folder / name
+
+
+def _failed_marker(path: Path) -> Path:
+    """Written by a server that could not serve (its reason inside): no command starts
+    another for the same key."""
+    return path.with_name(path.name + ".failed")
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:
@@ -112,7 +128,10 @@ def client(argv: list[str], path: Path) -> int | None:
         print("mdh: the mdh fork server went away while the command ran", file=sys.stderr)
         return 1
     if status < 0:  # killed by a signal: die the same way
-        signal.signal(-status, signal.SIG_DFL)
+        try:
+            signal.signal(-status, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # SIGKILL and SIGSTOP keep their default action anyway
         os.kill(os.getpid(), -status)
     return status
 
@@ -137,7 +156,8 @@ def main() -> None:
             status = client(argv, path)
             if status is not None:
                 sys.exit(status)
-            _start_server(path)
+            if not _failed_marker(path).exists():
+                _start_server(path)
     from mdh_assets.cli import run
 
     run()
@@ -193,10 +213,23 @@ def _child(conn: socket.socket, listener: socket.socket, fds: list[int], request
 
 def serve(path: Path) -> None:
     """Accept commands until `IDLE_SECONDS` pass without one; fork a child per command and
-    report its exit status (negative: the signal that killed it) to its client."""
-    _warm()
-    if _threads() != 1:
-        return  # a library started a thread: forking would copy it half-way; commands run in-process
+    report its exit status (negative: the signal that killed it) to its client. A server
+    that cannot serve says why in `_failed_marker`, so commands stop starting it."""
+    try:
+        _warm()
+        if _threads() != 1:
+            raise RuntimeError(f"{_threads()} threads after the imports: forking would copy them half-way")
+        listener, mine = _listen(path)
+    except Exception as exc:
+        _failed_marker(path).write_text(f"{type(exc).__name__}: {exc}\n")
+        return
+    if listener is not None:
+        _loop(path, listener, mine)
+
+
+def _listen(path: Path) -> tuple[socket.socket | None, int]:
+    """A listening socket under ``path`` and the inode of that name (None when another live
+    server holds it)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = path.with_name(f"{path.name}.{os.getpid()}")
     listener.bind(str(tmp))
@@ -209,13 +242,17 @@ def serve(path: Path) -> None:
             probe.connect(str(path))
             probe.close()
             os.unlink(tmp)
-            return  # that one serves
+            listener.close()
+            return None, 0  # that one serves
         except OSError:
             os.replace(tmp, path)  # a dead server's socket
     else:
         os.unlink(tmp)
-    mine = os.stat(path).st_ino  # the socket file's inode, while the name is ours
     listener.listen(64)
+    return listener, os.stat(path).st_ino  # the socket file's inode, while the name is ours
+
+
+def _loop(path: Path, listener: socket.socket, mine: int) -> None:
     children: dict[int, socket.socket] = {}  # pid -> its client's connection
     last = time.monotonic()
     try:

@@ -7,11 +7,13 @@ is its own."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,30 +24,37 @@ DAY = ["--start-date", "2024-01-01", "--end-date", "2024-01-01"]
 
 
 @pytest.fixture()
-def warm(mdh_env, tmp_path):
+def run_dir():
+    """A socket folder of the test's own (short: a socket's path holds 107 bytes)."""
+    folder = Path(tempfile.mkdtemp(prefix="mdhfs-", dir="/tmp"))
+    yield folder
+    for pid in _server_pids(folder):
+        os.kill(pid, signal.SIGTERM)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture()
+def warm(mdh_env, run_dir):
     """The environment of `mdh_env` with a private socket folder, and its server started and
     answering (the first command runs in-process and starts it)."""
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run"), "MDH_FORKSERVER": "1"}
-    (tmp_path / "run").mkdir()
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(run_dir), "MDH_FORKSERVER": "1"}
     first = subprocess.run([MDH, "--help"], env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0
     deadline = time.monotonic() + 60
-    while not _servers(tmp_path) and time.monotonic() < deadline:
+    while not _server_pids(run_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _servers(tmp_path), "no fork server started"
-    yield env
-    for pid in _server_pids(tmp_path):
-        os.kill(pid, signal.SIGTERM)
+    assert _server_pids(run_dir), f"no fork server started: {[p.read_text() for p in run_dir.rglob('*.failed')]}"
+    return env
 
 
-def _servers(tmp_path: Path) -> list[Path]:
-    return sorted((tmp_path / "run" / f"mdh-{os.getuid()}").glob("forkserver-*.sock"))
+def _servers(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / f"mdh-{os.getuid()}").glob("forkserver-*.sock"))
 
 
-def _server_pids(tmp_path: Path) -> list[int]:
+def _server_pids(run_dir: Path) -> list[int]:
     """The servers' pids, from their sockets' peer credentials."""
     pids = []
-    for path in _servers(tmp_path):
+    for path in _servers(run_dir):
         with socket.socket(socket.AF_UNIX) as s:
             if s.connect_ex(str(path)) == 0:
                 pid, _, _ = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
@@ -53,22 +62,9 @@ def _server_pids(tmp_path: Path) -> list[int]:
     return pids
 
 
-def _served(env: dict, tmp_path: Path) -> bool:
-    """Whether the server answers (its socket accepts)."""
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.connect(str(_servers(tmp_path)[0]))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 def test_a_served_command_is_an_in_process_command(warm, tmp_path, mdh_env):
     """Same stdout, stderr and exit status as in-process, for a good and a bad command; the
     command writes where its own environment says (not the server's)."""
-    assert _served(warm, tmp_path)
     for args in (["instruments", *DAY, "--venues", "binance"], ["bogus"], ["download", "--start-date", "2009-01-03",
                                                                            "--end-date", "2009-01-03"]):
         served = subprocess.run([MDH, *args], env=warm, capture_output=True, text=True, timeout=300)
@@ -82,13 +78,13 @@ def test_a_served_command_is_an_in_process_command(warm, tmp_path, mdh_env):
     assert served.returncode == 0 and (other / "data" / "instruments" / "date=2024-01-01").exists()
 
 
-def test_a_command_killed_by_a_signal_kills_its_client_the_same_way(warm, tmp_path):
+def test_a_command_killed_by_a_signal_kills_its_client_the_same_way(warm, run_dir):
     """A crash point (``MDH_CRASH_AT``) kills the command with SIGKILL: the client dies of
     SIGKILL too, as the process itself would have."""
     run = subprocess.run([MDH, "download", *DAY, "--venues", "binance"], env={**warm, "MDH_CRASH_AT": "fetch.downloaded"},
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == -signal.SIGKILL
-    assert _served(warm, tmp_path)  # the server lives on
+    assert _server_pids(run_dir)  # the server lives on
 
 
 def _sample_server(env: dict) -> tuple[subprocess.Popen, int]:
@@ -134,3 +130,18 @@ def test_each_interpreter_and_source_tree_has_its_own_server(tmp_path, monkeypat
     monkeypatch.undo()
     (tmp_path / "mdh_lib" / "module.py").write_text("x = 22\n")
     assert forkserver._key(tmp_path) != key
+
+
+def test_a_server_that_cannot_serve_says_why_and_is_not_started_again(run_dir, monkeypatch):
+    """This test's process has threads (polars'): a server here refuses to fork, writes why,
+    and the next commands run in-process without starting another."""
+    from mdh_assets import forkserver
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run_dir))
+    path = forkserver._socket_path(forkserver._key())
+    forkserver.serve(path)
+    assert "threads" in forkserver._failed_marker(path).read_text() and not path.exists()
+    run = subprocess.run([MDH, "--help"], env={**os.environ, "MDH_FORKSERVER": "1"}, capture_output=True, timeout=120)
+    assert run.returncode == 0
+    time.sleep(3)
+    assert not _server_pids(run_dir) and not path.exists()
