@@ -14,6 +14,9 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 # Raw retention is off by default; a developer's MDH_RAW_RETENTION_DAYS must not expire the
 # tests' 2020 and 2024 days (the retention tests set it themselves).
 os.environ["MDH_RAW_RETENTION_DAYS"] = "0"
+# `mdh` commands that tests start run in their own process: no fork server outlives the suite
+# (tests/test_forkserver.py starts and stops its own).
+os.environ["MDH_FORKSERVER"] = "0"
 REPO = Path(__file__).resolve().parent.parent
 REAL = REPO.parent / "shared" / "fixtures" / "tardis-real"
 
