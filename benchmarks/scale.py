@@ -13,9 +13,8 @@ Two parts, each in a fresh process with its own data root and Dagster instance:
   included): CLI time / library time. Also the partition count of every asset of the code
   location (days x venues). ``MDH_BENCH_SCALE_INSTRUMENTS`` sets the instruments (default
   400) and ``MDH_BENCH_SCALE_TIMEFRAMES`` the candle and book timeframes (default 1m,
-  ``all`` for the seven): the per-instrument work (~0.2 s with 1m, ~0.6 s with all seven,
-  mostly the Pandera candle check and the book aggregator) makes the issue's 2,000
-  instruments a ~15-minute measure, out of `make bench`'s budget.
+  ``all`` for the seven): the per-instrument work (~0.1 s with 1m, mostly the book
+  aggregator) makes the issue's 2,000 instruments a ~8-minute measure.
 - **an instance holding 3 years x 2,400 instruments** (2,000 binance spot, 300
   binance-futures perpetuals, 100 deribit perpetuals): a materialization of every raw and
   derived venue-day asset for every day of three years but the last, instrument definitions
