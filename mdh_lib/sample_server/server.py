@@ -416,8 +416,8 @@ def serve_forever(host: str = "127.0.0.1", port: int = 8765, data_dir: str | os.
     source = f"files in {data_dir}" if data_dir else f"synthetic data, {trades_per_day} trades/day"
     if free_access:
         source += "; without a key: no /v1/instruments and only the first day of each month"
-    print(f"Tardis-compatible sample server on {server.endpoint} ({source}); Ctrl-C to stop", flush=True)
-    try:
+    try:  # a Ctrl-C as soon as the line is out is a clean stop too
+        print(f"Tardis-compatible sample server on {server.endpoint} ({source}); Ctrl-C to stop", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
