@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import polars as pl
 import pyarrow as pa
@@ -135,7 +135,7 @@ class Expected:
     source_symbol: str  # the symbol of the Tardis file to download
 
 
-EXPECTED_COLUMNS = ("date", "data_type", "key", "exchange", "source_symbol")  # `Expected`'s fields
+EXPECTED_COLUMNS = tuple(f.name for f in fields(Expected))
 
 
 def expected_frame(definitions: pa.Table) -> pl.DataFrame:

@@ -10,6 +10,7 @@ CSV block and one row group in memory.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -86,21 +87,16 @@ def stage_raw_day(path: str, data_type: str, date: dt.date, name: str, out: str,
     columns = frame.get_columns()
     del frame
     frame = _sorted(columns)
-    if frame.height <= INLINE_ROWS:  # a thread costs more than it saves on a small day
-        try:
-            result = then(frame) if then else None
-        finally:
-            if not keep_prefix:
-                check_raw(frame, data_type, date, name)
-        return write_local_frame(out, frame, sorting_column="timestamp"), result
-    with ThreadPoolExecutor(1, thread_name_prefix="mdh-stage") as worker:
-        written = worker.submit(write_local_frame, out, frame, sorting_column="timestamp")
+    # A small day is written here after its check (a thread costs more than it saves there).
+    worker = ThreadPoolExecutor(1, thread_name_prefix="mdh-stage") if frame.height > INLINE_ROWS else None
+    with worker or contextlib.nullcontext():
+        written = worker.submit(write_local_frame, out, frame, sorting_column="timestamp") if worker else None
         try:
             result = then(frame) if then else None
         finally:
             if not keep_prefix:
                 check_raw(frame, data_type, date, name)  # raises RawFileError, even after a failure of then
-        return written.result(), result
+        return (written.result() if written else write_local_frame(out, frame, sorting_column="timestamp")), result
 
 
 def _sorted(columns: list[pl.Series]) -> pl.DataFrame:
