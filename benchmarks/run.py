@@ -60,7 +60,7 @@ from mdh_lib.candles import CANDLE_COLUMNS, Instrument, candles, day_rows
 from mdh_lib.candles.trades import TRADE_COLUMNS
 from mdh_lib.features.book import BookAggregator
 from mdh_lib.ingest import stage_raw_day
-from mdh_lib.readers.parquet_window import overlapping
+from mdh_lib.parquet_window import overlapping
 from mdh_lib.sample_server import SampleServer
 from mdh_lib.sample_server.synthetic import write_day
 from mdh_lib.schemas import RAW_SCHEMAS

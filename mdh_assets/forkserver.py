@@ -19,13 +19,23 @@ configuration, and its output and exit status are those of an in-process run:
   files: after an edit or an upgrade, the next command starts a new one; a server exits
   after `IDLE_SECONDS` without a command.
 
-``MDH_FORKSERVER=0`` runs every command in-process and starts no server. The server forks
-only while it has a single thread (no library's thread pool is copied into a child), so
-polars and pyarrow, which start theirs on import, are imported by each command.
+``MDH_FORKSERVER=0`` runs every command in-process and starts no server. The server has
+imported NumPy, pandas, pyarrow, polars and this project's library (`mdh_lib`, which reads
+no configuration on import), and forks only while no other thread of its could be holding
+a lock that a child would inherit locked: it loads NumPy with a one-thread OpenBLAS and
+pyarrow and polars without jemalloc's background threads (`_QUIET_THREADS`, set in its own
+environment before the imports); the one thread left, polars' spill-file cleaner
+(`_PARKED_THREADS`), is parked on its channel from import on. 300 forks of such a process,
+each grouping, joining, sorting and writing and reading Parquet with polars and pyarrow,
+all finished. The Dagster layer (`mdh_assets`) builds its definitions from the
+configuration, so each command imports it itself. A library setting read on import rather
+than on use keeps the value of the command that started the server (polars and pyarrow read
+theirs, such as POLARS_MAX_THREADS, when first used).
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -166,11 +176,38 @@ def main() -> None:
 # ---------------------------------------------------------------- the server
 
 
+# Settings read when a library loads that keep it from starting a thread: OpenBLAS's worker
+# threads (NumPy uses no BLAS routine in this project) and the background purging threads of
+# pyarrow's and polars' jemalloc (memory is then purged during allocations instead). A value
+# the user set wins; the server then has another thread and serves nothing (commands run
+# in-process).
+_QUIET_THREADS = {"OPENBLAS_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false",
+                  "_RJEM_MALLOC_CONF": "background_thread:false"}
+# Threads that polars starts on import and that hold no lock while the server waits: its
+# spill-file cleaner blocks on its channel (it serves only the streaming engine's spilling).
+# Names as the kernel keeps them (15 characters).
+_PARKED_THREADS = frozenset({"polars-ooc-clea"})
+
+
 def _warm() -> None:
     """Import what every command imports, and open (then close) a throw-away SQLite Dagster
     instance so its storage modules (SQLAlchemy, Alembic) are loaded too. Nothing here reads
-    this project's configuration or starts a thread: polars and pyarrow start their thread
-    pools on import, so each command imports them itself (~0.4 s)."""
+    this project's configuration."""
+    for name, value in _QUIET_THREADS.items():
+        os.environ.setdefault(name, value)
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401  (pyarrow loads it on its first conversion of Python values)
+    import polars  # noqa: F401
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.csv  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    import mdh_lib.ingest  # noqa: F401
+    import mdh_lib.manifest  # noqa: F401
+    import mdh_lib.processing  # noqa: F401
+    import mdh_lib.retention  # noqa: F401
+    import mdh_lib.warehouse.loads  # noqa: F401
+
     import aiohttp  # noqa: F401
     import dagster as dg
     import rich.console  # noqa: F401
@@ -182,8 +219,16 @@ def _warm() -> None:
             pass
 
 
-def _threads() -> int:
-    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
+def _busy_threads() -> list[str]:
+    """The names of this process's threads besides the main one and `_PARKED_THREADS`."""
+    if not os.path.isdir("/proc/self/task"):
+        return []
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        if int(task) != os.getpid():
+            with open(f"/proc/self/task/{task}/comm") as fh:
+                names.append(fh.read().strip())
+    return [n for n in names if n not in _PARKED_THREADS]
 
 
 def _child(conn: socket.socket, listener: socket.socket, fds: list[int], request: dict) -> None:
@@ -217,8 +262,14 @@ def serve(path: Path) -> None:
     that cannot serve says why in `_failed_marker`, so commands stop starting it."""
     try:
         _warm()
-        if _threads() != 1:
-            raise RuntimeError(f"{_threads()} threads after the imports: forking would copy them half-way")
+        # What the imports made stays out of the children's garbage collections: a collection
+        # walks every tracked object, so each child would copy the server's whole heap page by
+        # page (Python's documented use of `gc.freeze` before forking).
+        gc.collect()
+        gc.freeze()
+        busy = _busy_threads()
+        if busy:
+            raise RuntimeError(f"threads {', '.join(busy)} after the imports: forking could copy a held lock")
         listener, mine = _listen(path)
     except Exception as exc:
         _failed_marker(path).write_text(f"{type(exc).__name__}: {exc}\n")
@@ -252,18 +303,37 @@ def _listen(path: Path) -> tuple[socket.socket | None, int]:
     return listener, os.stat(path).st_ino  # the socket file's inode, while the name is ours
 
 
+class _Child:
+    """A running command: its client's connection, and a descriptor that becomes readable
+    when it exits (a pidfd), so its status reaches the client at once, not at the next tick."""
+
+    def __init__(self, conn: socket.socket, pid: int):
+        self.conn = conn
+        try:
+            self.exited = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # before Linux 5.3: the loop polls instead
+            self.exited = None
+
+    def close(self) -> None:
+        self.conn.close()
+        if self.exited is not None:
+            os.close(self.exited)
+
+
 def _loop(path: Path, listener: socket.socket, mine: int) -> None:
-    children: dict[int, socket.socket] = {}  # pid -> its client's connection
+    children: dict[int, _Child] = {}
     last = time.monotonic()
     try:
         while children or time.monotonic() - last < IDLE_SECONDS:
-            readable, _, _ = select.select([listener, *children.values()], [], [], 1.0)
+            exits = [c.exited for c in children.values() if c.exited is not None]
+            tick = 1.0 if len(exits) == len(children) else 0.02
+            readable, _, _ = select.select([listener, *(c.conn for c in children.values()), *exits], [], [], tick)
             for sock in readable:
                 if sock is listener:
                     last = time.monotonic()
                     _accept(listener, children)
-                else:  # the client closed its end before its command finished: it died
-                    pid = next(p for p, c in children.items() if c is sock)
+                elif isinstance(sock, socket.socket):  # the client closed its end before its command finished: it died
+                    pid = next(p for p, c in children.items() if c.conn is sock)
                     if not sock.recv(1, socket.MSG_PEEK):
                         _kill_group(pid)
             _reap(children)
@@ -284,7 +354,7 @@ def _owns(path: Path, inode: int) -> bool:
         return False
 
 
-def _accept(listener: socket.socket, children: dict[int, socket.socket]) -> None:
+def _accept(listener: socket.socket, children: dict[int, _Child]) -> None:
     conn, _ = listener.accept()
     try:
         conn.settimeout(10)
@@ -312,10 +382,10 @@ def _accept(listener: socket.socket, children: dict[int, socket.socket]) -> None
         conn.sendall(_HEADER.pack(pid))
     except OSError:
         _kill_group(pid)
-    children[pid] = conn
+    children[pid] = _Child(conn, pid)
 
 
-def _reap(children: dict[int, socket.socket]) -> None:
+def _reap(children: dict[int, _Child]) -> None:
     for pid in list(children):
         try:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -323,13 +393,13 @@ def _reap(children: dict[int, socket.socket]) -> None:
             done, status = pid, 1 << 8
         if not done:
             continue
-        conn = children.pop(pid)
+        child = children.pop(pid)
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         try:
-            conn.sendall(struct.pack("!i", code))
+            child.conn.sendall(struct.pack("!i", code))
         except OSError:
             pass
-        conn.close()
+        child.close()
 
 
 def _kill_group(pid: int) -> None:

@@ -126,14 +126,25 @@ def write_instance_yaml(settings: Settings) -> Path:
     return home
 
 
+# The runs of `mdh` commands execute in the command's own process, whose stdout and stderr are
+# the command's terminal output: they are not also captured. Dagster's capture redirects the
+# process's descriptors to files for the run and starts two `tail` processes and two Python
+# watchers per run (~0.5 s a command); every event is in the event log as always. Runs that
+# the UI or the daemon launch capture their output as the instance's dagster.yaml says.
+IN_PROCESS_OVERRIDES = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager",
+                                         "class": "NoOpComputeLogManager"}}
+
+
 def instance_for(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance under DAGSTER_HOME (default ./.mdh/dagster): SQLite there, or
-    the PostgreSQL database of MDH_DAGSTER_POSTGRES_URL. A server that cannot be reached or
+    """The persistent instance under DAGSTER_HOME (default ./.mdh/dagster) for this process's
+    runs: SQLite there, or the PostgreSQL database of MDH_DAGSTER_POSTGRES_URL, as its
+    dagster.yaml says, with `IN_PROCESS_OVERRIDES`. A server that cannot be reached or
     refuses the login is one line naming it, password scrubbed."""
-    write_instance_yaml(settings)
+    home = write_instance_yaml(settings)
     url = postgres_url()
     try:
-        instance = dg.DagsterInstance.get()
+        # What `DagsterInstance.get()` opens (DAGSTER_HOME's dagster.yaml), with the overrides.
+        instance = dg.DagsterInstance.local_temp(str(home), overrides=IN_PROCESS_OVERRIDES)
         if url is not None:
             # dagster-postgres opens a connection per query by default (a fork and a password
             # exchange on the server each time: ~25 ms an event); the CLI's process keeps a

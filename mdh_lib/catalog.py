@@ -2,7 +2,7 @@
 
 What the Dagster assets and `mdh_lib.processor` use to combine `mdh_lib.layout` paths with
 `mdh_lib.storage` (the service readers in `mdh_lib.readers` add read statistics on top);
-reads prune columns and, with ``filters`` on a sorted column, row groups by their
+reads prune columns and, with a ``timestamp`` window, row groups by their
 statistics; `write` and `commit` are the one way a partition file is placed (atomically).
 """
 
@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from mdh_lib.instruments import InstrumentKey
 from mdh_lib.layout import dataset_path
+from mdh_lib.parquet_window import Window
 from mdh_lib.storage import Storage, WriteInfo
 
 Dataset = tuple[str, ...]
@@ -39,12 +40,13 @@ class Catalog:
         return self.storage.exists(dataset_path(dataset, date, key))
 
     def read(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None = None,
-             columns: list[str] | None = None, filters=None) -> pl.DataFrame | None:
-        """The partition as a frame, or None when it has not been written."""
+             columns: list[str] | None = None, window: Window | None = None) -> pl.DataFrame | None:
+        """The partition as a frame (only its rows with ``timestamp`` in ``window`` when given),
+        or None when it has not been written."""
         rel = dataset_path(dataset, date, key)
         if not self.storage.exists(rel):
             return None
-        return pl.from_arrow(self.storage.read_parquet(rel, columns=columns, filters=filters))
+        return pl.from_arrow(self.storage.read_parquet(rel, columns=columns, window=window))
 
     def write(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None,
               frame: pl.DataFrame | pa.Table) -> WriteInfo:

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from mdh_lib.crashpoints import crashpoint
 from mdh_lib.layout import SCRATCH_FOLDER
+from mdh_lib.parquet_window import Window, read_window
 from mdh_lib.processes import clean_scratch, scratch_dir
 
 # A day in memory is written in ROW_GROUPS_PER_DAY row groups (at least MIN_ROW_GROUP rows
@@ -217,8 +218,12 @@ class Storage:
                                       for c, t in want.items()]).with_columns(file=pl.lit(rel)))
         return pl.concat(frames)
 
-    def read_parquet(self, rel: str, columns: list[str] | None = None, filters=None) -> pa.Table:
-        if filters is None:  # one whole file: no dataset layer (pyarrow.dataset costs ~0.3 s to import)
-            with self.fs.open(self.path(rel), "rb") as fh:
-                return pq.ParquetFile(fh).read(columns=columns)
-        return pq.read_table(self.path(rel), filesystem=self.fs, columns=columns, filters=filters)
+    def read_parquet(self, rel: str, columns: list[str] | None = None, window: Window | None = None) -> pa.Table:
+        """One file (only ``columns``), or only its rows with ``timestamp`` in ``window``
+        (`mdh_lib.parquet_window`: the row groups whose statistics overlap it). Never through
+        pyarrow.dataset: its scanner's threads can still be running when the read returns, and
+        a process that exits then aborts ("terminate called without an active exception",
+        apache/arrow#39862); it also costs ~0.3 s to import."""
+        with self.fs.open(self.path(rel), "rb") as fh:
+            pf = pq.ParquetFile(fh)
+            return pf.read(columns=columns) if window is None else read_window(pf, window, columns)[0]

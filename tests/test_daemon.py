@@ -246,7 +246,7 @@ def test_daemon_fills_a_missed_day_and_recovers_a_killed_run(postgres_server, tm
                 files = sorted((data / "raw" / data_type / f"date={day}").glob("*.parquet"))
                 assert len(files) == len(SYMBOLS)
                 for f in files:
-                    table = pq.read_table(f)
+                    table = pq.ParquetFile(f).read()
                     symbol = table.column("symbol")[0].as_py()
                     assert table.num_rows == _server_rows(server, data_type, day, symbol) > 0
                     if data_type == "trades":

@@ -76,7 +76,7 @@ def dc(root) -> DataClient:
 def stored_ticks(root: str, day: dt.date, lo: dt.datetime | None = None, hi: dt.datetime | None = None,
                  data_type: str = "trades") -> pd.DataFrame:
     """What a plain full read of the stored day gives inside [lo, hi), timestamps as UTC datetimes."""
-    table = pq.read_table(os.path.join(root, raw_path(data_type, day, PERP)))
+    table = pq.ParquetFile(os.path.join(root, raw_path(data_type, day, PERP))).read()
     frame = table.to_pandas()
     for col in ("timestamp", "local_timestamp"):
         frame[col] = pd.to_datetime(frame[col], unit="us", utc=True).astype("datetime64[us, UTC]")
@@ -94,7 +94,7 @@ def test_candles_one_day_two_days_and_partial_days(root, dc):
     assert len(day) == 1440 and day.timestamp.is_monotonic_increasing
     assert str(day.timestamp.dtype) == "datetime64[us, UTC]" and day.timestamp.iloc[0] == at(0, day=DAY2)
     assert set(day.exchange) == {"binance"} and set(day.symbol) == {"BTCUSDT"}
-    stored = pq.read_table(os.path.join(root, dataset_path(("candles", "1m"), DAY2, SPOT))).to_pandas()
+    stored = pq.ParquetFile(os.path.join(root, dataset_path(("candles", "1m"), DAY2, SPOT))).read().to_pandas()
     pd.testing.assert_frame_equal(day, stored[day.columns.tolist()])
 
     both = reader.get_candles(SPOT, "1m", dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 3))  # naive = UTC
@@ -181,11 +181,11 @@ def test_upload_features_round_trip_and_replace(tmp_path):
     first = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=3, freq="1min", tz="UTC"), "f": [1.0, 2, 3]})
     uri = dc.upload_features(features=first, path=f"features/{PERP.replace(':', '_')}/1m/2024-01-01")
     assert uri == str(tmp_path / "features/BINANCE-FUTURES_PERPETUAL_BTC-USDT/1m/2024-01-01.parquet")
-    assert pq.read_table(uri).to_pandas()["f"].tolist() == [1.0, 2, 3]
+    assert pq.ParquetFile(uri).read().to_pandas()["f"].tolist() == [1.0, 2, 3]
     dc.upload_features(pl.DataFrame({"g": [7]}), "features/x/2024-01-01.parquet")
     assert dc.upload_features(pa.table({"g": [8, 9]}), "features/x/2024-01-01") == str(
         tmp_path / "features/x/2024-01-01.parquet")
-    assert pq.read_table(tmp_path / "features/x/2024-01-01.parquet")["g"].to_pylist() == [8, 9]
+    assert pq.ParquetFile(tmp_path / "features/x/2024-01-01.parquet").read()["g"].to_pylist() == [8, 9]
     for bad in ("../outside", "/abs/path", "gs://other/x", ""):
         with pytest.raises(ValueError):
             dc.upload_features(first, bad)
@@ -204,7 +204,7 @@ def test_upload_is_atomic_under_concurrent_reads(tmp_path):
         while not done.is_set():
             try:
                 with open(target, "rb") as fh:
-                    seen.add(pq.read_table(fh).num_rows)
+                    seen.add(pq.ParquetFile(fh).read().num_rows)
             except Exception as exc:  # any partial file would show up here
                 errors.append(exc)
 

@@ -107,5 +107,5 @@ def test_path_is_checked_first(dc):
 def test_accepted_frames_still_upload(dc, features):
     uri = dc.upload_features(features, " features/ok/2024-01-01 ")
     assert uri.endswith("features/ok/2024-01-01.parquet")
-    table = pq.read_table(uri)
+    table = pq.ParquetFile(uri).read()
     assert table.column_names == ["f"] and table.num_rows == len(features)

@@ -163,7 +163,7 @@ def _neighbours(catalog: Catalog, data_type: str, date: dt.date, key: Key, colum
     """(D-1 state, D-1 rows stamped in D, D+1 rows stamped before D's end, Sources)."""
     start, nxt = day_start_us(date), date + dt.timedelta(days=1)
     previous = _previous_file(catalog, data_type, date, key, columns, state_of)
-    late = catalog.read(("raw", data_type), nxt, key, columns=columns, filters=[("timestamp", "<", start + DAY_US)])
+    late = catalog.read(("raw", data_type), nxt, key, columns=columns, window=(None, start + DAY_US))
     missing = tuple(dataset_path(("raw", data_type), d, key)
                     for d, frame in ((date - dt.timedelta(days=1), previous), (nxt, late)) if frame is None)
     state, early = previous if previous is not None else (None, None)
@@ -202,7 +202,7 @@ def day_book(catalog: Catalog, date: dt.date, key: Key) -> tuple[Iterator[pl.Dat
     D merged in; None when D's own file is absent."""
     data_type, columns = "book_snapshot_5", AS_OF_COLUMNS["book_snapshot_5"]
     start = day_start_us(date)
-    own_before = catalog.read(("raw", data_type), date, key, columns=columns, filters=[("timestamp", "<", start)])
+    own_before = catalog.read(("raw", data_type), date, key, columns=columns, window=(None, start))
     if own_before is None:
         return None
     state, early, late, sources = _neighbours(catalog, data_type, date, key, columns, data_type)

@@ -13,7 +13,7 @@ midnight) and may span days; frames carry ``timestamp`` (UTC datetime), ``exchan
 from mdh_lib.readers.candles import CandleDataReader
 from mdh_lib.readers.data_client import DataClient
 from mdh_lib.readers.features import HFTFeaturesReader, MFTFeaturesReader
-from mdh_lib.readers.parquet_window import ReadStats
+from mdh_lib.parquet_window import ReadStats
 from mdh_lib.readers.ranges import MissingPartitionError
 from mdh_lib.readers.ticks import TickDataReader
 

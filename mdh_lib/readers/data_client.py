@@ -23,7 +23,7 @@ from mdh_lib.config import load_settings
 from mdh_lib.definitions import DEFINITIONS_SCHEMA
 from mdh_lib.instruments import InstrumentKey
 from mdh_lib.layout import dataset_path
-from mdh_lib.readers.parquet_window import OpenFiles, read_window
+from mdh_lib.parquet_window import OpenFiles, read_window
 from mdh_lib.readers.ranges import MissingPartitionError, TimeLike, as_date, days, instrument, micros, utc_range
 from mdh_lib.storage import Storage
 
@@ -63,7 +63,7 @@ class DataClient:
         """Rows of a per-instrument daily dataset (``("candles", "1m")``, ``("book", "15s")``,
         ``("features", "mft", "1h")``, ``("features", "options")`` ...) with ``timestamp`` in
         [start, end): each day's file in turn, only ``columns`` (plus the keys) and only the row
-        groups whose statistics overlap the range (`mdh_lib.readers.parquet_window`)."""
+        groups whose statistics overlap the range (`mdh_lib.parquet_window`)."""
         key, dataset = instrument(instrument_id), tuple(dataset)
         lo, hi = utc_range(start, end)
         wanted = with_keys(columns)

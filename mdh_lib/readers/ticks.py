@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from mdh_lib.instruments import RAW_DATA_TYPES, InstrumentKey
 from mdh_lib.layout import raw_path
 from mdh_lib.readers.data_client import DataClient, with_keys
-from mdh_lib.readers.parquet_window import (
+from mdh_lib.parquet_window import (
     OpenFiles, ReadStats, Window, byte_range, chunk_bytes, overlapping, read_window, timestamp_bounds, within,
 )
 from mdh_lib.readers.ranges import (

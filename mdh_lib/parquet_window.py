@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mdh_lib.storage import Storage
+if TYPE_CHECKING:  # the storage reads windows with this module
+    from mdh_lib.storage import Storage
 
 Window = tuple[int | None, int | None]  # [lo, hi) in microseconds, None = unbounded
 
