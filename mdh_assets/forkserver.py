@@ -24,8 +24,8 @@ imported NumPy, pandas, pyarrow, polars and this project's library (`mdh_lib`, w
 no configuration on import), and forks only while no other thread of its could be holding
 a lock that a child would inherit locked: it loads NumPy with a one-thread OpenBLAS and
 pyarrow and polars without jemalloc's background threads (`_QUIET_THREADS`, set in its own
-environment before the imports); the one thread left, polars' spill-file cleaner
-(`_PARKED_THREADS`), is parked on its channel from import on. 300 forks of such a process,
+environment before the imports); the threads left (`_PARKED_THREADS`) hold no lock a
+child could inherit. 300 forks of such a process,
 each grouping, joining, sorting and writing and reading Parquet with polars and pyarrow,
 all finished. The Dagster layer (`mdh_assets`) builds its definitions from the
 configuration, so each command imports it itself. A library setting read on import rather
@@ -183,10 +183,12 @@ def main() -> None:
 # in-process).
 _QUIET_THREADS = {"OPENBLAS_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false",
                   "_RJEM_MALLOC_CONF": "background_thread:false"}
-# Threads that polars starts on import and that hold no lock while the server waits: its
-# spill-file cleaner blocks on its channel (it serves only the streaming engine's spilling).
-# Names as the kernel keeps them (15 characters).
-_PARKED_THREADS = frozenset({"polars-ooc-clea"})
+# Threads a fork may leave behind: polars' spill-file cleaner, started on import, holds no
+# lock while the server waits (it blocks on its channel, and serves only the streaming
+# engine's spilling); jemalloc takes every lock of its own before a fork and restarts its
+# background threads in the child (its pthread_atfork handlers), should one start despite
+# `_QUIET_THREADS` (seen under load). Names as the kernel keeps them (15 characters).
+_PARKED_THREADS = frozenset({"polars-ooc-clea", "jemalloc_bg_thd"})
 
 
 def _warm() -> None:
