@@ -25,6 +25,7 @@ from mdh_lib.retention import Retention, remove_expired
 
 
 REPORT = dg.AssetKey(["reports", "missing"])
+RETENTION = dg.AssetKey(["reports", "retention"])
 
 
 @dg.asset(
@@ -61,7 +62,7 @@ def missing_report(context: dg.AssetExecutionContext, storage: StorageResource):
 
 
 @dg.asset(
-    key=["reports", "retention"],
+    key=RETENTION,
     partitions_def=daily,
     deps=[["raw", t] for t in RAW_DATA_TYPES],
     group_name="reports",
