@@ -477,8 +477,14 @@ def run() -> None:
     is already marked failed, `mdh_assets.recovery`), and only threads and connections of
     Dagster and the native libraries are left, whose tear-down costs seconds on a loaded
     machine and, rarely, aborted a finished command ("terminate called without an active
-    exception", exit -6, seen once in a few dozen B8 runs). Logs and output are flushed first."""
-    code = main()
+    exception", exit -6, seen once in a few dozen B8 runs). Logs and output are flushed first;
+    argparse's ``--help`` leaves through SystemExit, which ends here the same way."""
+    try:
+        code = main()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -65,8 +65,8 @@ def _server_pids(run_dir: Path) -> list[int]:
 def test_a_served_command_is_an_in_process_command(warm, tmp_path, mdh_env):
     """Same stdout, stderr and exit status as in-process, for a good and a bad command; the
     command writes where its own environment says (not the server's)."""
-    for args in (["instruments", *DAY, "--venues", "binance"], ["bogus"], ["download", "--start-date", "2009-01-03",
-                                                                           "--end-date", "2009-01-03"]):
+    for args in (["instruments", *DAY, "--venues", "binance"], ["bogus"], ["--help"], ["download", "--help"],
+                 ["download", "--start-date", "2009-01-03", "--end-date", "2009-01-03"]):
         served = subprocess.run([MDH, *args], env=warm, capture_output=True, text=True, timeout=300)
         alone = subprocess.run([MDH, *args], env={**warm, "MDH_FORKSERVER": "0"}, capture_output=True, text=True,
                                timeout=300)
