@@ -64,7 +64,7 @@ import polars as pl
 from mdh_lib.candles.derivatives import TICKER_COLUMNS
 from mdh_lib.frames import Instrument
 from mdh_lib.instruments import InstrumentError, InstrumentKey
-from mdh_lib.schemas import BOOK_COLUMNS, BOOK_LEVELS, RAW_SCHEMAS
+from mdh_lib.schemas import BOOK_COLUMNS, RAW_SCHEMAS
 
 TRADE_NAMES = RAW_SCHEMAS["trades"].names
 TICKER_SCHEMA = {"timestamp": pl.Int64, "local_timestamp": pl.Int64, **{c: pl.Float64 for c in TICKER_COLUMNS}}
