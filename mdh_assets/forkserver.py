@@ -24,13 +24,13 @@ imported NumPy, pandas, pyarrow, polars and this project's library (`mdh_lib`, w
 no configuration on import), and forks only while no other thread of its could be holding
 a lock that a child would inherit locked: it loads NumPy with a one-thread OpenBLAS and
 pyarrow and polars without jemalloc's background threads (`_QUIET_THREADS`, set in its own
-environment before the imports); the threads left (`_PARKED_THREADS`) hold no lock a
-child could inherit. 300 forks of such a process,
-each grouping, joining, sorting and writing and reading Parquet with polars and pyarrow,
-all finished. The Dagster layer (`mdh_assets`) builds its definitions from the
-configuration, so each command imports it itself. A library setting read on import rather
-than on use keeps the value of the command that started the server (polars and pyarrow read
-theirs, such as POLARS_MAX_THREADS, when first used).
+environment before the imports), and the threads left (`_PARKED_THREADS`) hold none.
+Children of such a process group, join, sort, and write and read Parquet with polars and
+pyarrow as any process does (`tests/test_forkserver.py`; 300 forks in a row all finished).
+The Dagster layer (`mdh_assets`) builds its definitions from the configuration, so each
+command imports it itself. A library setting read on import rather than on use keeps the
+value of the command that started the server (polars and pyarrow read theirs, such as
+POLARS_MAX_THREADS, when first used).
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def main() -> None:
 # Settings read when a library loads that keep it from starting a thread: OpenBLAS's worker
 # threads (NumPy uses no BLAS routine in this project) and the background purging threads of
 # pyarrow's and polars' jemalloc (memory is then purged during allocations instead). A value
-# the user set wins; the server then has another thread and serves nothing (commands run
+# the user set wins; OpenBLAS threads then keep the server from serving (commands run
 # in-process).
 _QUIET_THREADS = {"OPENBLAS_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false",
                   "_RJEM_MALLOC_CONF": "background_thread:false"}

@@ -145,3 +145,52 @@ def test_a_server_that_cannot_serve_says_why_and_is_not_started_again(run_dir, m
     assert run.returncode == 0
     time.sleep(3)
     assert not _server_pids(run_dir) and not path.exists()
+
+
+FORKED_WORK = """
+import gc, os, signal, sys, time
+from mdh_assets import forkserver
+forkserver._warm()
+gc.collect(); gc.freeze()
+assert not forkserver._busy_threads(), forkserver._busy_threads()
+import numpy as np, polars as pl, pyarrow.compute as pc, pyarrow.parquet as pq
+
+def work(folder):
+    df = pl.DataFrame({"a": np.random.randint(0, 1000, 1_000_000), "b": np.random.rand(1_000_000)})
+    g = df.group_by("a").agg(pl.col("b").median().alias("m"), pl.col("b").sum().alias("s")).sort("a")
+    path = os.path.join(folder, f"{os.getpid()}.parquet")
+    g.write_parquet(path)
+    table = pq.ParquetFile(path).read()
+    assert table.num_rows == g.height == df.join(g, on="a").select("a").n_unique()
+    assert pc.sum(table["s"]).as_py() > 0 and table.sort_by("m").num_rows == g.height
+
+outcomes = []
+for _ in range(int(sys.argv[2])):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            work(sys.argv[1])
+            os._exit(0)
+        except BaseException as exc:
+            print(repr(exc), file=sys.stderr, flush=True)
+            os._exit(1)
+    deadline = time.monotonic() + 60
+    while not (done := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not done[0]:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    outcomes.append("ok" if done[0] and done[1] == 0 else "hung" if not done[0] else "failed")
+print(" ".join(outcomes))
+"""
+
+
+def test_children_of_a_warm_server_use_polars_and_pyarrow_as_any_process(tmp_path):
+    """The server has polars, pyarrow and NumPy loaded (and polars' spill-file cleaner thread
+    running): its forks group, join, sort and round-trip Parquet with them, none hangs."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "JE_ARROW_MALLOC_CONF",
+                                                            "_RJEM_MALLOC_CONF")}
+    run = subprocess.run([sys.executable, "-c", FORKED_WORK, str(tmp_path), "12"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["ok"] * 12, run.stderr[-2000:]
