@@ -41,7 +41,7 @@ def _graphql(url: str, query: str) -> dict:
 
 
 def test_ui_shows_assets_partitions_checks_and_schedule(webserver):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright
 
     data = _graphql(webserver, """{ repositoriesOrError { ... on RepositoryConnection { nodes {
         assetNodes { assetKey { path } isPartitioned assetChecksOrError { ... on AssetChecks { checks { name } } } }
@@ -65,19 +65,27 @@ def test_ui_shows_assets_partitions_checks_and_schedule(webserver):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
 
-        def visit(path: str, shot: str) -> str:
+        def visit(path: str, shot: str, expect: list[str]) -> str:
+            """Open a page and wait (up to 60 s: the UI loads the graph asynchronously, slowly on a
+            loaded machine) until every expected text is shown, then screenshot it."""
             page.goto(f"{webserver}{path}", wait_until="networkidle")
             skip = page.get_by_role("button", name="Skip")
             if skip.count():
                 skip.first.click()  # Dagster's one-time community prompt
-            page.wait_for_timeout(1500)
+            try:
+                page.wait_for_function("texts => texts.every(t => document.body.innerText.includes(t))",
+                                       arg=expect, timeout=60_000)
+            except PlaywrightTimeout:
+                pass  # the assertions below name what is missing
             page.screenshot(path=str(ARTIFACTS / shot))
             return page.inner_text("body")
 
-        graph = visit("/asset-groups", "ui-asset-graph.png")
-        for group in ("instruments", "raw", "candles", "book", "features", "reports", "warehouse"):
+        groups = ["instruments", "raw", "candles", "book", "features", "reports", "warehouse"]
+        graph = visit("/asset-groups", "ui-asset-graph.png", groups)
+        for group in groups:
             assert group in graph, group
-        partitions = visit("/assets/raw/trades?view=partitions", "ui-raw-trades-partitions.png")
+        partitions = visit("/assets/raw/trades?view=partitions", "ui-raw-trades-partitions.png",
+                           ["Materialized (1)", "binance-futures"])
         assert "Materialized (1)" in partitions and "Failed (0)" in partitions  # one venue-day
         assert "binance-futures" in partitions and "deribit" in partitions  # the venue dimension
         browser.close()
