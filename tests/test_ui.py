@@ -85,7 +85,7 @@ def test_ui_shows_assets_partitions_checks_and_schedule(webserver):
         for group in groups:
             assert group in graph, group
         partitions = visit("/assets/raw/trades?view=partitions", "ui-raw-trades-partitions.png",
-                           ["Materialized (1)", "binance-futures"])
+                           ["Materialized (1)", "Failed (0)", "binance-futures", "deribit"])
         assert "Materialized (1)" in partitions and "Failed (0)" in partitions  # one venue-day
         assert "binance-futures" in partitions and "deribit" in partitions  # the venue dimension
         browser.close()
