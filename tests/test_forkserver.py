@@ -188,8 +188,9 @@ print(" ".join(outcomes))
 def test_children_of_a_warm_server_use_polars_and_pyarrow_as_any_process(tmp_path):
     """The server has polars, pyarrow and NumPy loaded (and polars' spill-file cleaner thread
     running): its forks group, join, sort and round-trip Parquet with them, none hangs."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "JE_ARROW_MALLOC_CONF",
-                                                            "_RJEM_MALLOC_CONF")}
+    from mdh_assets import forkserver
+
+    env = {k: v for k, v in os.environ.items() if k not in forkserver._QUIET_THREADS}  # the server sets its own
     run = subprocess.run([sys.executable, "-c", FORKED_WORK, str(tmp_path), "12"], env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
