@@ -50,10 +50,15 @@ class Scope(dg.Config):
                        symbols=tuple(s.upper() for s in self.symbols)).keep(e)
 
 
-def complete_check(keys) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(COMPLETE_CHECK, asset=key, blocking=False,
-                              description="every instrument of the venue-day was written (the manifest has no failed row)")
-            for key in keys]
+COMPLETE_DESCRIPTION = "every instrument of the venue-day was written (the manifest has no failed row)"
+
+
+def complete_check(keys, name: str = COMPLETE_CHECK, checks: str = "") -> list[dg.AssetCheckSpec]:
+    """The non-blocking check of each asset that its venue-day's instruments were all written;
+    ``name`` and ``checks`` when the frames' own checks are folded into it (an instrument
+    whose frames fail them is not written, so it fails this check too)."""
+    description = f"{checks}; {COMPLETE_DESCRIPTION}" if checks else COMPLETE_DESCRIPTION
+    return [dg.AssetCheckSpec(name, asset=key, blocking=False, description=description) for key in keys]
 
 
 class VenueDayWriter:
@@ -137,11 +142,12 @@ class VenueDayWriter:
 
 class VenueDayRun(Results):
     """A run of venue-day assets over its partitions: each partition's instruments, a writer
-    per asset, the `complete` check per asset over the whole run."""
+    per asset, the ``check`` (`complete` unless named otherwise) per asset over the whole run."""
 
-    def __init__(self, context: dg.AssetExecutionContext, storage: Storage, asset_keys: list[dg.AssetKey]):
+    def __init__(self, context: dg.AssetExecutionContext, storage: Storage, asset_keys: list[dg.AssetKey],
+                 check: str = COMPLETE_CHECK):
         super().__init__(context)
-        self.storage, self.catalog, self.asset_keys = storage, Catalog(storage), asset_keys
+        self.storage, self.catalog, self.asset_keys, self.check = storage, Catalog(storage), asset_keys, check
         self.instrument_failures: dict[dg.AssetKey, list[str]] = {k: [] for k in asset_keys}
 
     def partitions(self, what: str) -> Iterator[tuple[str, dt.date, str, list[Expected]]]:
@@ -165,12 +171,16 @@ class VenueDayRun(Results):
         self.instrument_failures[key] += writer.failures
         self.materialized(key, pk, {**writer.finish(), **extra})
 
+    def check_metadata(self, asset_key: dg.AssetKey) -> dict:
+        """More metadata of ``asset_key``'s check (none here)."""
+        return {}
+
     def checks(self):
         for key, failures in self.instrument_failures.items():
-            yield dg.AssetCheckResult(asset_key=key, check_name=COMPLETE_CHECK, passed=not failures,
+            yield dg.AssetCheckResult(asset_key=key, check_name=self.check, passed=not failures,
                                       metadata={"failed_instruments": len(failures),
                                                 **({"first_failures": "\n".join(failures[:FAILURES_SHOWN])}
-                                                   if failures else {})})
+                                                   if failures else {}), **self.check_metadata(key)})
 
     def end(self):
         """The run's last events: the checks, then `Results.finish`."""
