@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 import dagster as dg
 
+from mdh_assets.instance_sqlite import use_for as use_sqlite_for
 from mdh_assets.recovery import owner_tags
 from mdh_lib.config import Settings, load_settings
 
@@ -137,11 +138,14 @@ IN_PROCESS_OVERRIDES = {"compute_logs": {"module": "dagster._core.storage.noop_c
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
     """The persistent instance under DAGSTER_HOME (default ./.mdh/dagster) for this process's
-    runs: SQLite there, or the PostgreSQL database of MDH_DAGSTER_POSTGRES_URL, as its
-    dagster.yaml says, with `IN_PROCESS_OVERRIDES`. A server that cannot be reached or
-    refuses the login is one line naming it, password scrubbed."""
+    runs: SQLite there (used as `mdh_assets.instance_sqlite` says), or the PostgreSQL database
+    of MDH_DAGSTER_POSTGRES_URL, as its dagster.yaml says, with `IN_PROCESS_OVERRIDES`. A
+    server that cannot be reached or refuses the login is one line naming it, password
+    scrubbed."""
     home = write_instance_yaml(settings)
     url = postgres_url()
+    if url is None:
+        use_sqlite_for(home)
     try:
         # What `DagsterInstance.get()` opens (DAGSTER_HOME's dagster.yaml), with the overrides.
         instance = dg.DagsterInstance.local_temp(str(home), overrides=IN_PROCESS_OVERRIDES)
