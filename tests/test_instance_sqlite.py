@@ -1,8 +1,7 @@
 """`mdh_assets.instance_sqlite`: Dagster's connections to the instance's SQLite files get
-`synchronous=NORMAL` and a kept connection, files elsewhere are left alone, Dagster's
-migration scripts are loaded once, and a command killed with SIGKILL loses none of the
-events it committed. (The test of the scripts imports Dagster's storage modules to name
-their folder, as Dagster does; product code does not.)"""
+`synchronous=NORMAL` and a kept connection, files elsewhere are left alone, migration
+scripts are loaded once per folder, and a command killed with SIGKILL loses none of the
+events it committed."""
 
 import os
 import signal
@@ -45,16 +44,20 @@ def test_connections_under_the_instance_get_normal_sync_and_a_kept_connection(tm
     assert len(instance_sqlite._kept) == instance_sqlite.KEPT
 
 
-def test_dagster_migration_scripts_are_loaded_once(tmp_path):
+def test_migration_scripts_are_loaded_once_per_folder(tmp_path):
+    from alembic.config import Config
     from alembic.script import ScriptDirectory
-    from dagster._core.storage.event_log.sqlite import sqlite_event_log  # where Dagster's scripts live
-    from dagster._core.storage.sql import get_alembic_config
+
+    def config(folder):
+        (folder / "versions").mkdir(parents=True, exist_ok=True)
+        made = Config()
+        made.set_main_option("script_location", str(folder))
+        return made
 
     instance_sqlite.use_for(tmp_path)
-    config = get_alembic_config(sqlite_event_log.__file__)
-    first = ScriptDirectory.from_config(config)
-    assert ScriptDirectory.from_config(get_alembic_config(sqlite_event_log.__file__)) is first
-    assert first.as_revision_number("head")
+    first = ScriptDirectory.from_config(config(tmp_path / "scripts"))  # as Dagster asks, a new Config each time
+    assert ScriptDirectory.from_config(config(tmp_path / "scripts")) is first
+    assert ScriptDirectory.from_config(config(tmp_path / "other")) is not first
 
 
 CHILD = textwrap.dedent("""
