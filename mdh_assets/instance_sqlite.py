@@ -3,7 +3,7 @@
 Dagster's SQLite storages open a connection for each statement and close it after. In WAL
 mode with SQLite's default `synchronous=FULL`, each commit syncs the WAL to disk, and each
 close, being the last connection to the file, checkpoints the WAL into the database, syncs
-again and deletes the WAL: up to five fsyncs and 20-30 ms for one asset event here, most of
+again and deletes the WAL: up to five fsyncs and 22-31 ms for one asset event here, most of
 what a small command costs. So, for the files under the instance folders registered here
 (`use_for`):
 
@@ -13,15 +13,15 @@ what a small command costs. So, for the files under the instance folders registe
   transactions, which a re-run redoes (partition writes are idempotent).
 - The process keeps one idle connection open to each of the most recent `KEPT` files, so a
   closing connection is not the last one: the WAL is checkpointed by SQLite's automatic
-  checkpoint (every 1,000 pages), not on every close. These connections never read or write
-  after opening; they close with the process, which leaves a WAL that the next connection
-  to the file uses as usual.
-
+  checkpoint (every 1,000 pages), not on every close. These connections read nothing but
+  the journal mode when they open; they close with the process, which leaves a WAL that
+  the next connection to the file uses as usual.
 - Alembic's view of Dagster's migration scripts is built once per process: Dagster checks
   each SQLite file's schema revision when it first opens the file in a process (the index
   file, then every new run's own file), and Alembic loads all ~90 scripts for each check
   (~25-50 ms). The scripts do not change while a command runs; one `ScriptDirectory` per
-  scripts folder serves every check (`ScriptDirectory.from_config`, cached).
+  scripts folder serves every check: `use_for` replaces `ScriptDirectory.from_config`, in
+  this process only, with a cached one (the one patch here, of Alembic's public API).
 
 Public SQLAlchemy, `sqlite3` and Alembic APIs only. Long-lived processes that mdh does not
 start (`dagster dev`, the daemon) keep Dagster's own behaviour.
