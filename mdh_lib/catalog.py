@@ -46,7 +46,7 @@ class Catalog:
         rel = dataset_path(dataset, date, key)
         if not self.storage.exists(rel):
             return None
-        return pl.from_arrow(self.storage.read_parquet(rel, columns=columns, window=window))
+        return self.storage.read_frame(rel, columns=columns, window=window)
 
     def write(self, dataset: Dataset, date: dt.date, key: InstrumentKey | str | None,
               frame: pl.DataFrame | pa.Table) -> WriteInfo:

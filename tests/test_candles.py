@@ -200,3 +200,35 @@ def test_grid_check_of_feature_frames_fails_on_broken_data():
     assert "is not the start of" in grid_failures(good, dt.date(2024, 1, 2), "1m")[0]
     shuffled = pl.concat([good.slice(0, 1), good.slice(2, 1), good.slice(1, 1), good.slice(3)])
     assert grid_failures(shuffled, d, "1m") == ["full_grid: timestamps are not the day's consecutive buckets"]
+
+
+def test_median_paths_agree_to_the_bit(monkeypatch):
+    """`trade_bars` takes each timeframe's exact medians by a polars group-by or, for large
+    buckets, by NumPy selection, on threads for a large day: every combination gives the
+    same frames to the bit (so live buckets, computed one at a time, equal batch ones), and
+    the medians equal DuckDB's."""
+    import numpy as np
+
+    from mdh_lib.candles import trades as bars
+    from mdh_lib.sample_server.synthetic import day_csv_gz
+
+    d = dt.date(2024, 1, 4)
+    body = gzip.decompress(day_csv_gz("binance-futures", "trades", d, "BTCUSDT", 120_000))
+    frame = day_rows(read_trades(io.BytesIO(body)), None, d).select(bars.TRADE_COLUMNS)
+    assert frame.height >= bars.THREAD_FROM
+    got = []
+    for select_from, thread_from in ((10**9, 10**9), (1, 10**9), (1, 1), (bars.SELECT_FROM, bars.THREAD_FROM)):
+        monkeypatch.setattr(bars, "SELECT_FROM", select_from)
+        monkeypatch.setattr(bars, "THREAD_FROM", thread_from)
+        got.append(bars.trade_bars(frame))
+    for other in got[1:]:
+        for tf in TIMEFRAMES:
+            assert other[tf].equals(got[0][tf]), tf
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 10, 11, 1_000, 1_001):
+        values = np.round(rng.normal(5.0, 3.0, n), 1)  # ties included
+        assert bars._selected_medians(values, np.array([0]))[0] == pl.Series(values).median(), n
+    sql = (f"SELECT timestamp // 3600000000 * 3600000000 AS bucket, median((local_timestamp - timestamp) / 1000.0) "
+           f"AS m FROM frame GROUP BY 1 ORDER BY 1")
+    want = duckdb.sql(sql).pl()
+    assert all(close(a, b) for a, b in zip(got[0]["1h"]["delay_median"].to_list(), want["m"].to_list()))

@@ -22,12 +22,15 @@ How: trades are sorted, so a bucket is a contiguous run of rows. The 15-second r
 reduced once (`numpy.ufunc.reduceat`, left to right within a run); every longer timeframe,
 being a whole number of 15-second buckets aligned to the day, reduces those partials again
 (exact for first, last, min, max and counts; sums are re-associated, within float rounding
-of a flat sum). Medians are taken from the trades themselves for each timeframe.
+of a flat sum). Medians are taken from the trades themselves for each timeframe (`_medians`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 import polars as pl
@@ -42,6 +45,8 @@ BAR_COLUMNS = [
 # What an empty bucket holds (SPEC: trade_count 0, volume 0, null prices).
 EMPTY_BAR = {"volume": 0.0, "trade_count": 0, "buy_volume_sum": 0.0, "sell_volume_sum": 0.0}
 BASE = "15s"
+SELECT_FROM = 50_000  # trades per bucket on average from which medians are selected in NumPy
+THREAD_FROM = 100_000  # trades from which the medians are taken on threads of their own
 _SUMS = ("volume", "notional", "buy", "sell", "delay_sum")
 
 
@@ -62,6 +67,45 @@ def _reduce(parts: dict[str, np.ndarray], starts: np.ndarray) -> dict[str, np.nd
     }
     out.update({k: np.add.reduceat(parts[k], starts) for k in _SUMS})
     return out
+
+
+def _selected_medians(delay: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The exact median of each run of ``delay`` (runs start at ``starts``) by selection
+    (`numpy.partition`), with polars' formula for an even count (lower + (upper - lower) / 2),
+    so the value is the one `_medians`' polars group-by gives, to the bit."""
+    ends = np.append(starts[1:], len(delay))
+    out = np.empty(len(starts))
+    for i, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+        part, k = delay[start:end].copy(), (end - start) // 2
+        if (end - start) % 2:
+            out[i] = np.partition(part, k)[k]
+        else:
+            part.partition([k - 1, k])
+            out[i] = part[k - 1] + (part[k] - part[k - 1]) * 0.5
+    return out
+
+
+def _grouped_medians(ts: pl.Series, delay: np.ndarray, timeframes: list[str]) -> dict[str, pl.DataFrame]:
+    """Exact ``delay_median`` per bucket of each timeframe: polars group-bys, in one parallel
+    `collect_all` (buckets are runs of the sorted timestamps: the sorted fast path applies)."""
+    with_delay = pl.LazyFrame({"timestamp": ts, "delay": delay})
+    return dict(zip(timeframes, pl.collect_all([
+        with_delay.with_columns(bucket=(pl.col("timestamp") // width_us(tf) * width_us(tf)).set_sorted())
+        .group_by("bucket", maintain_order=True).agg(delay_median=pl.col("delay").median()) for tf in timeframes])))
+
+
+def _medians(ts: pl.Series, delay: np.ndarray, buckets: dict[str, tuple[np.ndarray, np.ndarray]],
+             ) -> list[Callable[[], dict[str, pl.DataFrame]]]:
+    """The work of the exact ``delay_median`` per bucket of each timeframe (``buckets``: its
+    bucket starts and the index of each bucket's first trade), in two independent parts:
+    timeframes whose buckets hold `SELECT_FROM` trades or more on average select each
+    bucket's median in NumPy (polars sorts a group that large: ~4x slower), the rest are
+    polars group-bys."""
+    small = [tf for tf, (_, first) in buckets.items() if len(delay) < SELECT_FROM * len(first)]
+    large = {tf: b for tf, b in buckets.items() if tf not in small}
+    return [functools.partial(_grouped_medians, ts, delay, small),
+            lambda: {tf: pl.DataFrame({"bucket": bucket, "delay_median": _selected_medians(delay, first)})
+                     for tf, (bucket, first) in large.items()}]
 
 
 def _frame(bucket: np.ndarray, agg: dict[str, np.ndarray], medians: pl.DataFrame) -> pl.DataFrame:
@@ -85,14 +129,15 @@ def _base(price: np.ndarray, amount: np.ndarray, delay: np.ndarray, side: pl.Ser
     day's trades are held once, not once per column)."""
     n = len(price)
     ends = np.append(starts[1:], n) - 1
+    taker = pl.DataFrame({"side": side, "amount": amount}).select(  # Tardis's unknown side is neither
+        **{k: pl.when(pl.col("side") == k).then(pl.col("amount")).otherwise(0.0) for k in ("buy", "sell")})
     return {
         "open": price[starts], "close": price[ends],
         "high": np.maximum.reduceat(price, starts), "low": np.minimum.reduceat(price, starts),
         "delay_min": np.minimum.reduceat(delay, starts), "delay_max": np.maximum.reduceat(delay, starts),
         "count": np.diff(np.append(starts, n)),
         "volume": np.add.reduceat(amount, starts), "notional": np.add.reduceat(price * amount, starts),
-        "buy": np.add.reduceat(np.where((side == "buy").to_numpy(), amount, 0.0), starts),
-        "sell": np.add.reduceat(np.where((side == "sell").to_numpy(), amount, 0.0), starts),
+        **{k: np.add.reduceat(taker[k].to_numpy(), starts) for k in ("buy", "sell")},
         "delay_sum": np.add.reduceat(delay, starts),
     }
 
@@ -113,20 +158,19 @@ def trade_bars(trades: pl.DataFrame, timeframes: Iterable[str] = TIMEFRAMES) -> 
     base_width = width_us(BASE)
     base_bucket = ts // base_width * base_width
     starts = _runs(base_bucket)
-    base = _base(trades["price"].to_numpy(), trades["amount"].to_numpy(), delay, trades["side"], starts)
     base_start = base_bucket[starts]
     del base_bucket
-    with_delay = pl.DataFrame({"timestamp": trades["timestamp"], "delay": delay})
-    out = {}
-    for tf in timeframes:
-        width = width_us(tf)
-        bucket = base_start // width * width
-        runs = _runs(bucket)
-        medians = (  # buckets are runs of the sorted timestamps: the sorted fast path applies
-            with_delay.with_columns(bucket=(pl.col("timestamp") // width * width).set_sorted())
-            .group_by("bucket", maintain_order=True).agg(delay_median=pl.col("delay").median()))
-        out[tf] = _frame(bucket[runs], _reduce(base, runs), medians)
-    return out
+    runs = {tf: _runs(base_start // width_us(tf) * width_us(tf)) for tf in timeframes}  # of the 15s partials
+    bucket = {tf: base_start[r] // width_us(tf) * width_us(tf) for tf, r in runs.items()}
+    parts = _medians(trades["timestamp"], delay, {tf: (bucket[tf], starts[runs[tf]]) for tf in timeframes})
+    # A large day's medians on threads of their own while the partials are reduced on this
+    # one (polars and NumPy's selection release the GIL); a small one's inline.
+    with ThreadPoolExecutor(len(parts), thread_name_prefix="mdh-medians") if len(ts) >= THREAD_FROM \
+            else nullcontext() as pool:
+        pending = [pool.submit(part) for part in parts] if pool else []
+        base = _base(trades["price"].to_numpy(), trades["amount"].to_numpy(), delay, trades["side"], starts)
+        medians = {tf: m for part in ([p.result() for p in pending] or [part() for part in parts]) for tf, m in part.items()}
+    return {tf: _frame(bucket[tf], _reduce(base, runs[tf]), medians[tf]) for tf in timeframes}
 
 
 def on_grid(grid: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:

@@ -144,17 +144,17 @@ class _Directory:
                                venue.get("availableChannels", []), listed or [], datasets, until)
         return json.dumps(body).encode()
 
-    def _file(self, exchange: str, data_type: str, day: dt.date, symbol: str) -> Path | None:
+    def file(self, exchange: str, data_type: str, day: dt.date, symbol: str) -> Path | None:
         return self._path(exchange, data_type, f"{day:%Y}", f"{day:%m}", f"{day:%d}", f"{symbol}.csv.gz")
 
     def check(self, exchange: str, data_type: str, day: dt.date, symbol: str) -> tuple[int, str] | None:
-        path = self._file(exchange, data_type, day, symbol)
+        path = self.file(exchange, data_type, day, symbol)
         if path is None or not path.is_file():
             return 404, f"no {data_type} file for {exchange} {symbol} on {day}"
         return None
 
     def load(self, exchange: str, data_type: str, day: dt.date, symbol: str) -> bytes:
-        return self._file(exchange, data_type, day, symbol).read_bytes()
+        return self.file(exchange, data_type, day, symbol).read_bytes()
 
 
 class SampleServer:
@@ -358,8 +358,11 @@ class SampleServer:
         problem = self._source.check(exchange, data_type, day, symbol)
         if problem:
             return _error(*problem)
-        body = await self._body((exchange, data_type, day, symbol))
         rules = self._faults.take(request.path, BODY_KINDS)
+        if not rules and isinstance(self._source, _Directory):  # a file on disk, sent by the kernel (sendfile)
+            return web.FileResponse(self._source.file(exchange, data_type, day, symbol),
+                                    headers={"Content-Type": "application/gzip"})
+        body = await self._body((exchange, data_type, day, symbol))
         if rules:
             body = await asyncio.get_running_loop().run_in_executor(self._executor, damage, rules[0], body)
         return web.Response(body=body, content_type="application/gzip")
