@@ -63,7 +63,8 @@ def _library_backfill(settings, dates: list[dt.date], root: str) -> int:
         storage.write_parquet(dataset_path(("instruments",), date), source.definitions(date))
     requests = [RawRequest(e.data_type, e.date, InstrumentKey.parse(e.key), e.exchange, e.source_symbol)
                 for e in expected]
-    for r, day in fetch_raw_days(requests, endpoint=settings.datasets_endpoint, api_key=""):
+    for r, day in fetch_raw_days(requests, endpoint=settings.datasets_endpoint, api_key="",
+                                 staging=storage.scratch_base):
         storage.commit(day.file, raw_path(r.data_type, r.date, r.key))
         day.discard()
     catalog = Catalog(storage)

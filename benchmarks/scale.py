@@ -116,7 +116,8 @@ def _library_day(settings, date: dt.date, root: str, timeframes: list[str], part
     parts["definitions"] = time.perf_counter() - t0
     requests = [RawRequest(e.data_type, e.date, InstrumentKey.parse(e.key), e.exchange, e.source_symbol)
                 for e in expected]
-    for r, day in fetch_raw_days(requests, endpoint=settings.datasets_endpoint, api_key=""):
+    for r, day in fetch_raw_days(requests, endpoint=settings.datasets_endpoint, api_key="",
+                                 staging=storage.scratch_base):
         if isinstance(day, Exception):
             raise day
         storage.commit(day.file, raw_path(r.data_type, r.date, r.key))

@@ -150,13 +150,16 @@ HELPER_MIN_FILES = 200
 
 
 def fetch_raw_days(requests: list[RawRequest], *, endpoint: str, api_key: str, concurrency: int = FETCH_CONCURRENCY,
-                   helpers: int | None = None) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
+                   helpers: int | None = None, staging: str | None = None,
+                   ) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
     """Download the requests' files ``concurrency`` at a time and stage each one, yielding
     ``(request, RawDay)``, or ``(request, error)`` for a file that failed (`TardisError` for
     the download, `RawFileError` for its content). Each chunk works in a fresh temporary
     folder, removed once its files are staged (bounded disk), so a bad download is never
     reused; an options underlying (``DERIBIT:OPTION:BTC``) keeps only its own rows of the
-    venue's grouped chain. With `HELPER_MIN_FILES` or more, ``helpers`` processes (default:
+    venue's grouped chain. Staged files go to folders in ``staging`` (`Storage.scratch_base`
+    of the root they are committed to: a local commit is then a rename, not a copy; the
+    system's temporary folder when None). With `HELPER_MIN_FILES` or more, ``helpers`` processes (default:
     one per core beyond the first) each take a chunk while this one stages its own, one
     chunk each at a time, and the staged files come back to this process for the caller to
     commit; so a venue's thousands of small files use every core."""
@@ -164,7 +167,7 @@ def fetch_raw_days(requests: list[RawRequest], *, endpoint: str, api_key: str, c
     helpers = max((os.cpu_count() or 1) - 1, 0) if helpers is None else helpers
     if not helpers or len(requests) < HELPER_MIN_FILES:
         for chunk in chunks:
-            yield from _fetch_chunk(chunk, endpoint, api_key, concurrency)
+            yield from _fetch_chunk(chunk, endpoint, api_key, concurrency, staging)
         return
     from mdh_lib.ingest_helper import Helper
 
@@ -173,8 +176,8 @@ def fetch_raw_days(requests: list[RawRequest], *, endpoint: str, api_key: str, c
         for i in range(0, len(chunks), helpers + 1):
             theirs = list(zip(started, chunks[i + 1:i + 1 + helpers]))
             for helper, chunk in theirs:
-                helper.submit(chunk, endpoint, api_key, concurrency)
-            yield from _fetch_chunk(chunks[i], endpoint, api_key, concurrency)
+                helper.submit(chunk, endpoint, api_key, concurrency, staging)
+            yield from _fetch_chunk(chunks[i], endpoint, api_key, concurrency, staging)
             for helper, _ in theirs:
                 yield from helper.result()
     finally:
@@ -182,8 +185,8 @@ def fetch_raw_days(requests: list[RawRequest], *, endpoint: str, api_key: str, c
             helper.close()
 
 
-def _fetch_chunk(chunk: list[RawRequest], endpoint: str, api_key: str,
-                 concurrency: int) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
+def _fetch_chunk(chunk: list[RawRequest], endpoint: str, api_key: str, concurrency: int,
+                 staging: str | None) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
     work = scratch_dir("fetch")
     try:
         got = download_days(sorted({r.file for r in chunk}, key=str), endpoint=endpoint, api_key=api_key,
@@ -195,15 +198,15 @@ def _fetch_chunk(chunk: list[RawRequest], endpoint: str, api_key: str,
                 yield r, download
                 continue
             try:
-                yield r, _stage(r, download, endpoint)
+                yield r, _stage(r, download, endpoint, staging)
             except RawFileError as exc:
                 yield r, exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _stage(r: RawRequest, got: Download, endpoint: str) -> RawDay:
-    out = scratch_dir("ingest")
+def _stage(r: RawRequest, got: Download, endpoint: str, staging: str | None) -> RawDay:
+    out = scratch_dir("ingest", staging)
     try:
         prefix = f"{r.key.symbol}-" if r.data_type == OPTIONS_DATA_TYPE else None
         info = stage_raw_file(got.path, r.data_type, r.date, got.url[len(endpoint) + 1:],

@@ -114,7 +114,8 @@ class Processor:
                     for e in listed if e.data_type in wanted]
         written = {}
         for request, got in fetch_raw_days(requests, endpoint=self.settings.datasets_endpoint,
-                                           api_key=str(self.settings.tardis_api_key)):
+                                           api_key=str(self.settings.tardis_api_key),
+                                           staging=self.storage.scratch_base):
             if isinstance(got, Exception):
                 raise ProcessingError(f"raw/{request.data_type} {date} {key}: {got}")
             try:

@@ -154,11 +154,16 @@ class Storage:
         """Stream batches into ``rel`` atomically; if the stream raises, nothing is written."""
         return self._via_local(rel, lambda path: write_local_batches(path, schema, batches, sorting_column))
 
+    @property
+    def scratch_base(self) -> str | None:
+        """Where scratch folders for files to `commit` here go: under the root locally (the
+        commit is then one rename, no copy), the system's temporary folder (None) for gs://."""
+        return None if self.is_gcs else self.path(SCRATCH_FOLDER)
+
     def scratch(self, kind: str) -> str:
-        """A fresh scratch folder for files to `commit` here: under the root locally (the
-        commit is then one rename, no copy), the system's temporary folder for gs://. The
-        caller removes it; a killed process's is removed by `clean_scratch`."""
-        return scratch_dir(kind, None if self.is_gcs else self.path(SCRATCH_FOLDER))
+        """A fresh scratch folder in `scratch_base`. The caller removes it; a killed
+        process's is removed by `clean_scratch`."""
+        return scratch_dir(kind, self.scratch_base)
 
     def _via_local(self, rel: str, write) -> WriteInfo:
         folder = self.scratch("write")

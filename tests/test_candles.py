@@ -204,8 +204,8 @@ def test_grid_check_of_feature_frames_fails_on_broken_data():
 
 def test_median_paths_agree_to_the_bit(monkeypatch):
     """`trade_bars` takes each timeframe's exact medians by a polars group-by or, for large
-    buckets, by NumPy selection, on threads for a large day: every combination gives the
-    same frames to the bit (so live buckets, computed one at a time, equal batch ones), and
+    buckets, by NumPy selection, on threads for a large day, and reduces the trades a slice
+    at a time: every combination gives the same frames to the bit (so live buckets, computed one at a time, equal batch ones), and
     the medians equal DuckDB's."""
     import numpy as np
 
@@ -217,9 +217,11 @@ def test_median_paths_agree_to_the_bit(monkeypatch):
     frame = day_rows(read_trades(io.BytesIO(body)), None, d).select(bars.TRADE_COLUMNS)
     assert frame.height >= bars.THREAD_FROM
     got = []
-    for select_from, thread_from in ((10**9, 10**9), (1, 10**9), (1, 1), (bars.SELECT_FROM, bars.THREAD_FROM)):
+    for select_from, thread_from, slice_rows in ((10**9, 10**9, 10**9), (1, 10**9, 10**9), (1, 1, 10**9), (1, 1, 100),
+                                                 (bars.SELECT_FROM, bars.THREAD_FROM, bars.SLICE_ROWS)):
         monkeypatch.setattr(bars, "SELECT_FROM", select_from)
         monkeypatch.setattr(bars, "THREAD_FROM", thread_from)
+        monkeypatch.setattr(bars, "SLICE_ROWS", slice_rows)  # 100: slices of one bucket
         got.append(bars.trade_bars(frame))
     for other in got[1:]:
         for tf in TIMEFRAMES:

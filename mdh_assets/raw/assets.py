@@ -52,7 +52,7 @@ def build_raw_asset(data_type: str) -> dg.AssetsDefinition:
             requests = [RawRequest(data_type, e.date, InstrumentKey.parse(e.key), e.exchange, e.source_symbol)
                         for e in expected if e.data_type == data_type and config.keep(e)
                         and (config.force or not writer.settled(e.key))]
-            for request, got in tardis.fetch_raw_days(requests):
+            for request, got in tardis.fetch_raw_days(requests, staging=storage.storage.scratch_base):
                 key = str(request.key)
                 if isinstance(got, Exception):
                     if isinstance(got, RawFileError):

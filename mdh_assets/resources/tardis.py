@@ -27,5 +27,6 @@ class TardisResource(dg.ConfigurableResource):
     def instrument_records(self, exchange: str) -> list[dict]:
         return client.instrument_records(exchange, endpoint=self.api_endpoint, api_key=self._api_key())
 
-    def fetch_raw_days(self, requests: list[RawRequest]) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
-        return fetch_raw_days(requests, endpoint=self.datasets_endpoint, api_key=self._api_key())
+    def fetch_raw_days(self, requests: list[RawRequest], staging: str | None = None,
+                       ) -> Iterator[tuple[RawRequest, RawDay | Exception]]:
+        return fetch_raw_days(requests, endpoint=self.datasets_endpoint, api_key=self._api_key(), staging=staging)
