@@ -159,10 +159,10 @@ def fetch_raw_days(requests: list[RawRequest], *, endpoint: str, api_key: str, c
     reused; an options underlying (``DERIBIT:OPTION:BTC``) keeps only its own rows of the
     venue's grouped chain. Staged files go to folders in ``staging`` (`Storage.scratch_base`
     of the root they are committed to: a local commit is then a rename, not a copy; the
-    system's temporary folder when None). With `HELPER_MIN_FILES` or more, ``helpers`` processes (default:
-    one per core beyond the first) each take a chunk while this one stages its own, one
-    chunk each at a time, and the staged files come back to this process for the caller to
-    commit; so a venue's thousands of small files use every core."""
+    system's temporary folder when None). With `HELPER_MIN_FILES` or more, ``helpers``
+    processes (default: one per core beyond the first) each take a chunk while this one
+    stages its own, one chunk each at a time, and the staged files come back to this process
+    for the caller to commit; so a venue's thousands of small files use every core."""
     chunks = [requests[i:i + concurrency] for i in range(0, len(requests), concurrency)]
     helpers = max((os.cpu_count() or 1) - 1, 0) if helpers is None else helpers
     if not helpers or len(requests) < HELPER_MIN_FILES:

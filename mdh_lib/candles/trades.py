@@ -73,7 +73,7 @@ def _reduce(parts: dict[str, np.ndarray], starts: np.ndarray) -> dict[str, np.nd
 def _selected_medians(delay: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """The exact median of each run of ``delay`` (runs start at ``starts``) by selection
     (`numpy.partition`), with polars' formula for an even count (lower + (upper - lower) / 2),
-    so the value is the one `_medians`' polars group-by gives, to the bit."""
+    so the value is the one `_grouped_medians` gives, to the bit."""
     ends = np.append(starts[1:], len(delay))
     out = np.empty(len(starts))
     for i, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
@@ -192,9 +192,11 @@ def trade_bars(trades: pl.DataFrame, timeframes: Iterable[str] = TIMEFRAMES) -> 
             else nullcontext() as pool:
         pending = [pool.submit(part) for part in parts] if pool else []
         base = [_base(trades["price"][start:end].to_numpy(), trades["amount"][start:end].to_numpy(),
-                      delay[start:end], trades["side"][start:end], run) for run, (start, end) in zip(local_starts, slices)]
+                      delay[start:end], trades["side"][start:end], run)
+                for run, (start, end) in zip(local_starts, slices)]
         base = {k: np.concatenate([b[k] for b in base]) for k in base[0]}
-        medians = {tf: m for part in ([p.result() for p in pending] or [part() for part in parts]) for tf, m in part.items()}
+        done = [p.result() for p in pending] or [part() for part in parts]
+    medians = {tf: frame for part in done for tf, frame in part.items()}
     return {tf: _frame(bucket[tf], _reduce(base, runs[tf]), medians[tf]) for tf in timeframes}
 
 
