@@ -28,10 +28,12 @@ Two parts, each in a fresh process with its own data root and Dagster instance:
 
 The materializations are written with the event log storage's own insert statements in one
 transaction (the event rows `store_event` writes for a run-less materialization, and each
-asset's latest-materialization entry): `report_runless_asset_event` costs ~10 ms an event
-here, about 25 minutes for the ~140,000 events, and Dagster has no public bulk path. This
-fixture builder is the one place of the project that uses Dagster's private modules
-(`record_materializations`); a Dagster upgrade may need it mended. Product code uses none.
+asset's latest-materialization entry): storing through `report_runless_asset_event` costs
+~10 ms an event here, about 25 minutes for the ~140,000 events, and Dagster has no public
+bulk path. `record_materializations` lets that public method build the events and stores
+them with the storage's public batch insert; it relies on the method handing its event to
+the instance's `handle_new_event`, so a Dagster upgrade may need it mended (no private
+module is imported, here or anywhere in the project).
 """
 
 from __future__ import annotations
@@ -228,40 +230,30 @@ def _venue_records(exchange: str, pattern: str, count: int, since: dt.date, unti
 
 
 def record_materializations(instance, items: list[tuple]) -> int:
-    """Run-less materializations of (asset key, partition key) pairs, stored as
-    `store_event` stores them (the event row in the index shard, the asset's latest
-    materialization) but in one transaction with multi-row inserts."""
-    import logging
-
+    """Run-less materializations of (asset key, partition key) pairs, stored as `store_event`
+    stores them (the event row in the index shard, then each asset's latest materialization)
+    but with multi-row inserts in one transaction. The events are the ones Dagster's public
+    `report_runless_asset_event` builds, collected from the instance's `handle_new_event`
+    (which stores them) on the way; only public methods of the instance and its event log
+    storage write them."""
     import dagster as dg
-    import sqlalchemy as sa
-    from dagster import DagsterEvent, DagsterEventType, EventLogEntry
-    from dagster._core.events import StepMaterializationData  # private: see the docstring
-    from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
-    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as T
 
+    entries = []
+    instance.handle_new_event = lambda entry, **_: entries.append(entry)  # collect instead of storing
+    try:
+        for asset_key, partition in items:
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=asset_key, partition=partition))
+    finally:
+        del instance.handle_new_event
     storage = instance.event_log_storage
-    now = time.time() - len(items) * 1e-3
-    last: dict = {}
-    events = []
-    for i, (asset_key, partition) in enumerate(items):
-        events.append(EventLogEntry(
-            user_message="", level=logging.INFO, job_name=RUNLESS_JOB_NAME, run_id=RUNLESS_RUN_ID, error_info=None,
-            timestamp=now + i * 1e-3, step_key=None, dagster_event=DagsterEvent(
-                event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name=RUNLESS_JOB_NAME,
-                event_specific_data=StepMaterializationData(dg.AssetMaterialization(asset_key=asset_key,
-                                                                                    partition=partition)))))
     with storage.index_transaction() as conn:
-        for i in range(0, len(events), 400):
-            chunk = events[i:i + 400]
-            conn.execute(storage.prepare_insert_event_batch(chunk))
-        for event in events:
-            last[event.dagster_event.asset_key] = event
-        ids = dict(conn.execute(sa.select(T.c.asset_key, sa.func.max(T.c.id)).where(
-            T.c.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION.value).group_by(T.c.asset_key)).all())
-        for asset_key, event in last.items():
-            storage._store_asset_event(conn, event, ids[asset_key.to_string()])
-    return len(events)
+        for i in range(0, len(entries), 400):
+            conn.execute(storage.prepare_insert_event_batch(entries[i:i + 400]))
+    last = {entry.dagster_event.asset_key: entry for entry in entries}
+    for asset_key, entry in last.items():
+        latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key), limit=1).records[0]
+        storage.store_asset_event(entry, latest.storage_id)
+    return len(entries)
 
 
 GRAPHQL = """
